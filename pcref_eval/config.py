@@ -1,0 +1,172 @@
+"""Typed evaluation configuration, read from YAML.
+
+A wrong config fails with :class:`ConfigError`, naming the file and each offending key
+(e.g. ``sites[0].path: field required``). Relative paths resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pcref_eval.ethnicity import DEFAULT_REFERENCE, SCHEMES, group_order
+
+#: MHA legal status codes counted as a detention by default: s2, s3, s4, and criminal-justice
+#: disposals 07-18 (s35-s48), Criminal Procedure (Insanity) Act 31, s45A 34/37.
+DEFAULT_DETENTION_CODES = ["02", "03", "04", *[f"{c:02d}" for c in range(7, 19)], "31", "34", "37"]
+#: Place-of-safety holds (s135, s136), reported as a separate outcome.
+DEFAULT_PLACE_OF_SAFETY_CODES = ["19", "20"]
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and keys."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(_Strict):
+    """A site to evaluate: its id and the folder holding its extract."""
+
+    id: str
+    path: Path
+
+
+class StudyConfig(_Strict):
+    """The study window: index referrals are the first referral between start and end (inclusive)."""
+
+    start: date = date(2021, 4, 1)
+    end: date = date(2025, 3, 31)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.end <= self.start:
+            raise ValueError(f"study.end ({self.end}) must be after study.start ({self.start})")
+        return self
+
+
+class EthnicityConfig(_Strict):
+    """Grouping scheme (detailed, broad, pcref) and the reference group every ratio compares against."""
+
+    scheme: Literal["detailed", "broad", "pcref"] = "pcref"
+    reference_group: str | None = None
+
+    @model_validator(mode="after")
+    def _reference_in_scheme(self):
+        if self.reference_group is not None and self.reference_group not in group_order(self.scheme):
+            raise ValueError(f"ethnicity.reference_group {self.reference_group!r} is not a group of scheme "
+                             f"{self.scheme!r}; choose one of {group_order(self.scheme)[:-3]}")
+        return self
+
+    @property
+    def reference(self) -> str:
+        return self.reference_group or DEFAULT_REFERENCE[self.scheme]
+
+
+class CohortConfig(_Strict):
+    """Time-to-first-detention cohort: which legal status codes count, and the minimum age."""
+
+    detention_codes: list[str] = Field(default_factory=lambda: list(DEFAULT_DETENTION_CODES))
+    place_of_safety_codes: list[str] = Field(default_factory=lambda: list(DEFAULT_PLACE_OF_SAFETY_CODES))
+    min_age: int = 18
+
+
+class DisclosureConfig(_Strict):
+    """Statistical disclosure control applied to every released table (see pcref_eval.disclosure)."""
+
+    policy: Literal["opensafely", "nhse_mha"] = "opensafely"
+    threshold: int | None = None  # default: 7 (opensafely) or 4 (nhse_mha: counts below 5 suppressed)
+    rounding: int = 5
+
+
+class OutputConfig(_Strict):
+    """Where runs go and which report formats are written."""
+
+    dir: Path = Path("outputs")
+    formats: list[Literal["html", "pdf", "docx"]] = Field(default_factory=lambda: ["html"])
+
+
+class EvaluationConfig(_Strict):
+    """The whole evaluation: sites, study window, grouping, disclosure, outputs, seed."""
+
+    name: str = "PCREF evaluation"
+    seed: int = 2024
+    sites: list[SiteConfig] = Field(min_length=1)
+    study: StudyConfig = StudyConfig()
+    ethnicity: EthnicityConfig = EthnicityConfig()
+    cohort: CohortConfig = CohortConfig()
+    disclosure: DisclosureConfig = DisclosureConfig()
+    outputs: OutputConfig = OutputConfig()
+    measures: list[dict] = Field(default_factory=list)  # user-declared measures (pcref_eval.measures)
+
+    @field_validator("sites")
+    @classmethod
+    def _unique_ids(cls, sites):
+        ids = [s.id for s in sites]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate site ids {dupes}")
+        return sites
+
+    def hash(self) -> str:
+        """SHA-256 of the canonical JSON of this config (recorded in every manifest)."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def site(self, site_id: str) -> SiteConfig:
+        for s in self.sites:
+            if s.id == site_id:
+                return s
+        raise KeyError(f"no site {site_id!r} in config; sites are {[s.id for s in self.sites]}")
+
+
+def load_config(path: str | Path) -> EvaluationConfig:
+    """Read and validate a YAML config; resolve relative paths against the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    try:
+        config = EvaluationConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: invalid configuration:\n" + _describe(exc)) from None
+    return resolve_paths(config, path.parent.resolve())
+
+
+def resolve_paths(config: EvaluationConfig, base: Path) -> EvaluationConfig:
+    """Make site and output paths absolute, relative to ``base``."""
+    sites = [s.model_copy(update={"path": _abs(s.path, base)}) for s in config.sites]
+    outputs = config.outputs.model_copy(update={"dir": _abs(config.outputs.dir, base)})
+    return config.model_copy(update={"sites": sites, "outputs": outputs})
+
+
+def _abs(p: Path, base: Path) -> Path:
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".") or "(top level)"
+        msg = "unknown key (not allowed)" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  - {key}: {msg}")
+    return "\n".join(lines)
+
+
+def write_config(config: EvaluationConfig, path: str | Path) -> None:
+    """Write a config back to YAML (used by the demo to record what was run)."""
+    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
