@@ -1,0 +1,45 @@
+# pcref-eval: every target installs what it needs into .venv/ first (nothing global).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+LOCK_HASH  := $(shell sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(LOCK_HASH)
+PYTEST_WORKERS ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test test-slow lab bench lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv/ with the locked versions and the project kernel
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name pcref-eval --display-name "Python (pcref-eval)" >/dev/null
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+run: setup ## generate the synthetic demo data (once) and run the multi-site evaluation
+	$(BIN)/pcref-eval demo
+
+test: setup ## run the test suite (slow tests excluded)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+
+test-slow: setup ## run only the slow tests (simulations, national-scale checks)
+	$(BIN)/python -m pytest -q -m slow -n $(PYTEST_WORKERS)
+
+lab: setup ## open JupyterLab on the notebooks with the project's kernel
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: setup ## run the benchmarks (prints times, ratios and memory)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lock: ## re-resolve requirements.lock from pyproject.toml (then commit it)
+	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --generate-hashes --quiet -o requirements.lock
+
+clean: ## remove the environment and outputs (keeps data/)
+	rm -rf $(VENV) outputs/runs outputs/validate .pytest_cache

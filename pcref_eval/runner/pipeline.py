@@ -1,0 +1,337 @@
+"""The evaluation run: contracts, one notebook per site, one across sites, report, release check.
+
+A run is staged in ``outputs/runs/.staging-<run-id>/`` and moved to ``outputs/runs/<run-id>/``
+in one rename when it finishes, so a crash never leaves a half-written run among the finished ones.
+
+Layout of a finished run::
+
+    <run-id>/
+      manifest.json        what was run, inputs' hashes, versions, status and timings
+      config.yml           the resolved config the notebooks read
+      run.log              progress log (no patient-level data)
+      restricted/          never leaves the secure environment: executed notebooks,
+                           unrounded tables, cohorts, data-quality samples
+      release/             what may leave: report, tables (CSV), figures (PNG, SVG), captions
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Literal
+
+from pcref_eval import __version__
+from pcref_eval.config import EvaluationConfig, write_config
+from pcref_eval.runner.manifest import (combined_hash, folder_hashes, git_commit, package_versions, utc_now,
+                                        write_manifest)
+from pcref_eval.runner.notebooks import CROSS_SITE_NOTEBOOK, SITE_NOTEBOOK, NotebookFailed, execute_notebook
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: executor for site notebooks and worker count."""
+
+    executor: Literal["serial", "process"] = "process"
+    workers: int | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class StepResult:
+    """One step's outcome for the manifest."""
+
+    status: Literal["ok", "warning", "failed", "skipped"]
+    seconds: float = 0.0
+    message: str = ""
+
+    def as_dict(self) -> dict:
+        return {"status": self.status, "seconds": round(self.seconds, 2), "message": self.message}
+
+
+@dataclass
+class RunResult:
+    """The finished run: its folder, overall status, and exit code for schedulers."""
+
+    run_id: str
+    run_dir: Path
+    status: Literal["ok", "partial", "failed"]
+    sites: dict[str, dict[str, StepResult]] = field(default_factory=dict)
+    report: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {"ok": 0, "partial": 1, "failed": 2}[self.status]
+
+
+def make_run_id(config: EvaluationConfig) -> str:
+    """UTC timestamp plus the first 8 hex digits of the config hash."""
+    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{config.hash()[:8]}"
+
+
+class RunPaths:
+    """Folders of one run (staged, then published)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.restricted = root / "restricted"
+        self.release = root / "release"
+        self.notebooks = self.restricted / "notebooks"
+        self.config = root / "config.yml"
+        self.log = root / "run.log"
+
+    def create(self) -> None:
+        for p in (self.restricted, self.release, self.notebooks):
+            p.mkdir(parents=True, exist_ok=True)
+
+
+def run_evaluation(config: EvaluationConfig, options: RunOptions = RunOptions(), echo: Echo = print) -> RunResult:
+    """Run the whole evaluation for ``config``; one failing site never stops the others."""
+    runs_dir = config.outputs.dir / "runs"
+    run_id = options.run_id or make_run_id(config)
+    staging = runs_dir / f".staging-{run_id}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    paths = RunPaths(staging)
+    paths.create()
+    write_config(config, paths.config)
+    log = _Logger(paths.log, echo)
+    started = time.perf_counter()
+    manifest = initial_manifest(config, run_id)
+    log(f"run {run_id}: {len(config.sites)} site(s) -> {runs_dir / run_id}")
+
+    site_steps: dict[str, dict[str, StepResult]] = {s.id: {} for s in config.sites}
+    for site in config.sites:
+        site_steps[site.id]["contracts"] = check_contracts(site.path, paths, log, site.id)
+        manifest["inputs"][site.id] = _input_hashes(site.path)
+
+    runnable = [s.id for s in config.sites if site_steps[s.id]["contracts"].status in ("ok", "warning")]
+    for site_id, step in run_site_notebooks(config, runnable, paths, options, log).items():
+        site_steps[site_id]["notebook"] = step
+    for s in config.sites:
+        site_steps[s.id].setdefault("notebook", StepResult("skipped", message="not analysed: data contract errors"))
+
+    analysed = [s for s in runnable if site_steps[s]["notebook"].status == "ok"]
+    overall: dict[str, StepResult] = {}
+    overall["cross_site"] = run_cross_site(config, analysed, paths, log)
+    record_steps(manifest, site_steps, overall)
+    write_manifest(paths.root / "manifest.json", manifest)  # provisional: the report's title page reads it
+    overall["report"] = build_reports(config, paths, site_steps, log)
+    overall["release_check"] = gate_release_step(paths, log)
+    record_steps(manifest, site_steps, overall)
+    status = overall_status(site_steps, overall)
+    manifest.update(status=status, finished=utc_now(), seconds=round(time.perf_counter() - started, 2))
+    write_manifest(paths.root / "manifest.json", manifest)
+    final = publish_run(staging, runs_dir / run_id)
+    log.move(final / "run.log")
+    echo(f"run {run_id} finished: {status} in {manifest['seconds']:.1f} s")
+    report = final / "release" / "report.html"
+    return RunResult(run_id, final, status, site_steps, report if report.exists() else None)
+
+
+def record_steps(manifest: dict, site_steps: dict[str, dict[str, StepResult]], overall: dict[str, StepResult]) -> None:
+    """Copy per-site and overall step results into the manifest."""
+    manifest["sites"] = {s: {k: v.as_dict() for k, v in steps.items()} for s, steps in site_steps.items()}
+    manifest["steps"] = {k: v.as_dict() for k, v in overall.items()}
+
+
+def initial_manifest(config: EvaluationConfig, run_id: str) -> dict:
+    """Manifest fields known before anything runs."""
+    repo = Path(__file__).resolve().parents[2]
+    return {
+        "run_id": run_id, "started": utc_now(), "workbench_version": __version__, "seed": config.seed,
+        "config": config.model_dump(mode="json"), "config_hash": config.hash(),
+        "packages": package_versions(), "git_commit": git_commit(repo), "inputs": {},
+    }
+
+
+def _input_hashes(folder: Path) -> dict:
+    try:
+        files = folder_hashes(folder)
+    except OSError as exc:
+        return {"error": str(exc)}
+    return {"files": files, "combined": combined_hash(files)}
+
+
+def check_contracts(site_dir: Path, paths: RunPaths, log, site_id: str) -> StepResult:
+    """Validate a site's extract against the data contracts (errors stop the site, warnings do not)."""
+    t0 = time.perf_counter()
+    try:
+        from pcref_eval.contracts import validate_site
+    except ImportError:  # contracts package not installed yet: required columns only
+        validate_site = None
+    if validate_site is None:
+        step = _required_columns_only(site_dir)
+    else:
+        result = validate_site(site_dir, restricted_dir=paths.restricted / "dq" / site_id,
+                               previous=_previous_validation(paths, site_id))
+        status = {"pass": "ok", "warning": "warning", "error": "failed"}[result.status]
+        step = StepResult(status, message=result.message or _failed_expectations(result))
+    step.seconds = time.perf_counter() - t0
+    log(f"[{site_id}] contracts: {step.status}{' - ' + step.message if step.message else ''} ({step.seconds:.1f} s)")
+    return step
+
+
+def _required_columns_only(site_dir: Path) -> StepResult:
+    from pcref_eval.extract import ExtractError, read_raw_table, read_site_info
+    from pcref_eval.schema import TABLE_SCHEMAS
+    try:
+        read_site_info(site_dir)
+        for table in TABLE_SCHEMAS:
+            read_raw_table(site_dir, table)
+    except ExtractError as exc:
+        return StepResult("failed", message=str(exc))
+    return StepResult("ok")
+
+
+def _failed_expectations(result) -> str:
+    failed = result.results[~result.results["success"]]
+    if failed.empty:
+        return ""
+    parts = [f"{r.table}.{r.column}: {r.expectation} ({r.severity}, {r.unexpected_count} rows)"
+             for r in failed.itertuples()]
+    return "; ".join(parts[:5]) + (f"; and {len(parts) - 5} more" if len(parts) > 5 else "")
+
+
+def _previous_validation(paths: RunPaths, site_id: str) -> Path | None:
+    runs = sorted(p for p in paths.root.parent.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for run in reversed(runs):
+        candidate = run / "restricted" / "dq" / site_id / "validation.json"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def site_parameters(config_path: Path, site_id: str, run_dir: Path) -> dict:
+    """Papermill parameters of the site notebook."""
+    return {"config_path": str(config_path), "site_id": site_id, "run_dir": str(run_dir)}
+
+
+def run_site_notebooks(config: EvaluationConfig, site_ids: list[str], paths: RunPaths, options: RunOptions,
+                       log) -> dict[str, StepResult]:
+    """Execute the site notebook for each site, serially or in a process pool."""
+    jobs = {s: (SITE_NOTEBOOK, paths.notebooks / f"site_{s}.ipynb", site_parameters(paths.config, s, paths.root))
+            for s in site_ids}
+    results: dict[str, StepResult] = {}
+    if options.executor == "serial" or len(jobs) <= 1:
+        for site_id, job in jobs.items():
+            results[site_id] = _execute_logged(site_id, job, paths.root, log)
+        return results
+    workers = options.workers or _default_workers(len(jobs))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(execute_job, job, paths.root): s for s, job in jobs.items()}
+        for fut in as_completed(futures):
+            site_id = futures[fut]
+            results[site_id] = fut.result()
+            _log_step(log, site_id, "site notebook", results[site_id])
+    return results
+
+
+def _default_workers(n_jobs: int) -> int:
+    import os
+    return max(1, min(n_jobs, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()))
+
+
+def execute_job(job: tuple[Path, Path, dict], cwd: Path) -> StepResult:
+    """Run one notebook job and time it; notebook errors become a failed StepResult (never raised)."""
+    source, output, params = job
+    t0 = time.perf_counter()
+    try:
+        execute_notebook(source, output, params, cwd)
+    except NotebookFailed as exc:
+        return StepResult("failed", time.perf_counter() - t0, exc.summary)
+    except Exception as exc:  # kernel death, timeouts: isolate the site
+        return StepResult("failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+    return StepResult("ok", time.perf_counter() - t0)
+
+
+def _execute_logged(name: str, job, cwd: Path, log) -> StepResult:
+    log(f"[{name}] running {job[0].name} ...")
+    step = execute_job(job, cwd)
+    _log_step(log, name, job[0].name, step)
+    return step
+
+
+def _log_step(log, name: str, what: str, step: StepResult) -> None:
+    log(f"[{name}] {what}: {step.status}{' - ' + step.message if step.message else ''} ({step.seconds:.1f} s)")
+
+
+def run_cross_site(config: EvaluationConfig, site_ids: list[str], paths: RunPaths, log) -> StepResult:
+    """Execute the cross-site notebook over the sites whose notebooks succeeded."""
+    if not site_ids:
+        log("[all] cross-site notebook: skipped (no site analysed)")
+        return StepResult("skipped", message="no site analysed")
+    params = {"config_path": str(paths.config), "site_ids": site_ids, "run_dir": str(paths.root)}
+    job = (CROSS_SITE_NOTEBOOK, paths.notebooks / "cross_site.ipynb", params)
+    return _execute_logged("all", job, paths.root, log)
+
+
+def build_reports(config: EvaluationConfig, paths: RunPaths, site_steps, log) -> StepResult:
+    """Assemble the report(s) from the executed notebooks (release/report.*)."""
+    t0 = time.perf_counter()
+    try:
+        from pcref_eval.report import build_report
+        outputs = build_report(paths.root, formats=config.outputs.formats, site_steps=site_steps)
+    except Exception as exc:
+        log(f"[all] report: failed - {type(exc).__name__}: {exc}")
+        log.restricted_traceback(traceback.format_exc())
+        return StepResult("failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+    step = StepResult("ok", time.perf_counter() - t0, ", ".join(sorted(outputs)))
+    _log_step(log, "all", "report", step)
+    return step
+
+
+def gate_release_step(paths: RunPaths, log) -> StepResult:
+    """Scan release/ for disclosive content; if anything is found, release/ is withheld (see release_check)."""
+    t0 = time.perf_counter()
+    try:
+        from pcref_eval.release_check import gate_release
+    except ImportError:
+        return StepResult("skipped", message="release check not available")
+    ok, violations = gate_release(paths.root)
+    step = StepResult("ok" if ok else "failed", time.perf_counter() - t0,
+                      "" if ok else f"{len(violations)} violation(s); release/ withheld")
+    _log_step(log, "all", "release check", step)
+    return step
+
+
+def overall_status(site_steps: dict[str, dict[str, StepResult]], overall: dict[str, StepResult]) -> str:
+    """ok: everything ran; partial: something failed but some results exist; failed: nothing usable."""
+    failed_sites = [s for s, st in site_steps.items() if any(v.status == "failed" for v in st.values())]
+    any_failed_overall = any(v.status == "failed" for v in overall.values())
+    if len(failed_sites) == len(site_steps):
+        return "failed"
+    return "partial" if failed_sites or any_failed_overall else "ok"
+
+
+def publish_run(staging: Path, final: Path) -> Path:
+    """Move the staged run into place with one rename (atomic on one filesystem)."""
+    if final.exists():
+        raise FileExistsError(f"run folder {final} already exists; refusing to overwrite an earlier run")
+    staging.rename(final)
+    return final
+
+
+class _Logger:
+    """Echoes progress lines and appends them, timestamped, to the run's log file."""
+
+    def __init__(self, path: Path, echo: Echo):
+        self.path, self.echo = path, echo
+
+    def __call__(self, message: str) -> None:
+        self.echo(message)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(f"{utc_now()} {message}\n")
+
+    def restricted_traceback(self, text: str) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(text)
+
+    def move(self, new_path: Path) -> None:
+        self.path = new_path
