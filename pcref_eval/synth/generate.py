@@ -64,6 +64,7 @@ def simulate_site(spec: SiteSpec, model: SimulationModel, rng: np.random.Generat
         people["true_ethnic_category"].to_numpy(), index["index_day"].to_numpy(), spec, model, rng)
     follow = simulate_follow_up(people, index, spec, model, rng)
     people["date_of_death"] = follow["death_date"]
+    referrals = drop_referrals_after_death(referrals, people)
     detentions = simulate_detentions(people, index, follow, spec, model, rng)
     mha, spells, ctos = detention_records(people, detentions, follow, spec, model, rng)
     s136 = simulate_place_of_safety(people, index, follow, model, rng)
@@ -188,6 +189,13 @@ def simulate_referrals(people, spec, model, rng):
     return ref[["referral_id", "person_id", "referral_date", "source_of_referral", "discharge_date"]], index
 
 
+def drop_referrals_after_death(referrals: pd.DataFrame, people: pd.DataFrame) -> pd.DataFrame:
+    """Remove (second) referrals dated after the person's death (ISO date strings compare in order)."""
+    death = referrals["person_id"].map(people.set_index("person_id")["date_of_death"])
+    after = (death != "") & (referrals["referral_date"] > death)
+    return referrals[~after].reset_index(drop=True)
+
+
 def referral_sources(focus: np.ndarray, model, rng) -> np.ndarray:
     """Source of referral drawn from the reference or focus group's category shares."""
     out = np.empty(len(focus), dtype=object)
@@ -272,7 +280,8 @@ def detention_records(people, det, follow, spec, model, rng):
     s3 = ~cj & (rng.random(n) < model.s3_share)
     code = np.where(cj, "09", np.where(s3, "03", "02"))
     s2_end = np.minimum(start + 28, discharge)
-    then_s3 = (code == "02") & (discharge > start + 28) & (rng.random(n) < model.s2_to_s3_share)
+    then_s3 = ((code == "02") & (discharge > start + 28) & (start + 28 <= extract)
+               & (rng.random(n) < model.s2_to_s3_share))
     first_end = np.where(code == "02", s2_end, discharge)
     pid = people["person_id"].to_numpy()[row]
     episodes = pd.concat([
