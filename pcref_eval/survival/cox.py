@@ -1,0 +1,571 @@
+"""Cox proportional hazards regression (Efron or Breslow ties, strata, start/stop data).
+
+Partial likelihood maximised by Newton-Raphson with step halving (as R ``coxph.fit``),
+vectorised for national-scale data:
+
+- rows are sorted once by (stratum, time, events first) and collapsed into runs of tied
+  rows; per iteration the run sums of w = exp(x'b) and w x (chunked ``np.add.reduceat``) are
+  reverse-cumulated within strata to give the risk-set sums R0, R1 at each event time, and
+  the event run gives the tied events' sums E0, E1;
+- Efron (1977) ties: at a time with d tied events the l-th term (l = 0..d-1) uses
+  den_l = R0 - (l/d) E0. Score and information reduce to per-time scalars a = sum 1/den,
+  b = sum f/den, c0..c2 = sum f^k/den^2 (f = l/d); Breslow is the case f = 0;
+- the second-moment part sum_j a_j R2_j (R2 = risk-set sum of w x x') is one weighted Gram
+  matrix sum_i w_i A(t_i) x_i x_i', A(t) = cumulative a over event times <= t: no per-time
+  p x p sums are formed. Cost O(n p^2) per iteration, in small BLAS products that stay
+  single-threaded (robust when cores are oversubscribed);
+- counting-process (start, stop] data: risk sets are {start < t <= stop} (R, lifelines
+  convention), i.e. sums over stop >= t minus sums over start >= t.
+
+Matches R ``coxph`` (likelihood, coefficients, SEs, LR/Wald/score tests), statsmodels
+``PHReg`` and lifelines ``CoxPHFitter`` / ``CoxTimeVaryingFitter``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ._common import as_duration, as_event, chisq_sf, order_codes_time, require_columns, strata_codes, z_value
+from .concordance import Concordance, concordance_index
+
+TIES = ("efron", "breslow")
+
+
+# ----------------------------------------------------------------------------------------------
+# Block sums
+
+
+def _block_moments(X: np.ndarray, w: np.ndarray, starts: np.ndarray, chunk_rows: int = 1 << 18):
+    """Sums of w and w x over row blocks starting at ``starts``: (s0 (nb,), s1 (p, nb)).
+
+    ``X`` should be column-major (Fortran order) so each covariate is contiguous; rows are
+    processed in chunks so temporaries stay small.
+    """
+    n, p = X.shape
+    nb = starts.size
+    s0 = np.zeros(nb)
+    s1 = np.zeros((p, nb))
+    if n == 0:
+        return s0, s1
+    wx = np.empty(min(n, chunk_rows))
+    for a in range(0, n, chunk_rows):
+        b = min(n, a + chunk_rows)
+        first = int(np.searchsorted(starts, a, side="right")) - 1
+        last = int(np.searchsorted(starts, b, side="left"))
+        loc = starts[first:last] - a
+        loc[0] = 0
+        wc = w[a:b]
+        s0[first:last] += np.add.reduceat(wc, loc)
+        buf = wx[: b - a]
+        for i in range(p):
+            np.multiply(wc, X[a:b, i], out=buf)
+            s1[i, first:last] += np.add.reduceat(buf, loc)
+    return s0, s1
+
+
+# OpenBLAS runs a GEMM single-threaded when m * n * k <= 262144. Splitting large products into
+# such pieces keeps the cost the same on an idle machine and avoids the severe slow-down of
+# threaded BLAS when cores are oversubscribed (parallel jobs, pytest-xdist).
+_SINGLE_THREAD_GEMM = 262144
+
+
+def _matmul_inner_chunked(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A @ B for A (p, m), B (m, q), as a sum of small products over chunks of m."""
+    p, m = A.shape
+    q = B.shape[1]
+    step = max(64, _SINGLE_THREAD_GEMM // max(1, p * q))
+    out = np.zeros((p, q))
+    for a in range(0, m, step):
+        out += A[:, a : a + step] @ B[a : a + step]
+    return out
+
+
+def _weighted_gram(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """X' diag(weights) X, as a sum of small BLAS products over row chunks."""
+    n, p = X.shape
+    step = max(256, _SINGLE_THREAD_GEMM // max(1, p * p))
+    out = np.zeros((p, p))
+    for a in range(0, n, step):
+        Xc = X[a : a + step]
+        out += Xc.T @ (Xc * weights[a : a + step, None])
+    return (out + out.T) / 2.0
+
+
+def _cumsum_within(a: np.ndarray, seg_starts: np.ndarray) -> np.ndarray:
+    """Cumulative sum along the last axis, restarting in each segment."""
+    out = np.empty_like(a)
+    ends = np.append(seg_starts[1:], a.shape[-1])
+    for s, e in zip(seg_starts, ends):
+        out[..., s:e] = np.cumsum(a[..., s:e], axis=-1)
+    return out
+
+
+def _reverse_cumsum_within(a: np.ndarray, seg_starts: np.ndarray) -> np.ndarray:
+    """Reverse cumulative sum along the last axis, restarting in each segment (segments = strata)."""
+    out = np.empty_like(a)
+    ends = np.append(seg_starts[1:], a.shape[-1])
+    for s, e in zip(seg_starts, ends):
+        out[..., s:e] = np.cumsum(a[..., s:e][..., ::-1], axis=-1)[..., ::-1]
+    return out
+
+
+def _dense_rank(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense 0-based ranks of x and the number of distinct values."""
+    if x.size == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    o = np.argsort(x, kind="quicksort")
+    xs = x[o]
+    r = np.empty(x.size, dtype=np.int64)
+    r[o] = np.concatenate([[0], np.cumsum(xs[1:] != xs[:-1])])
+    return r, int(r[o[-1]]) + 1
+
+
+def _sort_stratum_time_event(codes: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """Row order by stratum, then time, then events before censorings (one integer sort)."""
+    trank, k = _dense_rank(time)
+    key = (codes.astype(np.int64) * k + trank) * 2 + (event <= 0)
+    return np.argsort(key, kind="quicksort")
+
+
+# ----------------------------------------------------------------------------------------------
+# The partial likelihood on sorted data
+
+
+@dataclass
+class _Derivatives:
+    loglik: float
+    score: np.ndarray
+    information: np.ndarray | None
+    w: np.ndarray  # exp(x'b - shift) per sorted row
+    # per event-time Efron scalars and sums (for residuals and PH tests)
+    a: np.ndarray
+    b: np.ndarray
+    c0: np.ndarray | None
+    c1: np.ndarray | None
+    c2: np.ndarray | None
+    R1: np.ndarray  # (p, m) risk-set sums of w x at the m event times
+    E1: np.ndarray  # (p, m) sums of w x over the tied events
+
+
+class CoxProblem:
+    """Sorted design for the Cox partial likelihood; evaluates log-likelihood, score and information.
+
+    Rows are ordered by (stratum, time, event first). A "sub-block" is a run of rows with the
+    same stratum, time and event status, so one pass of block sums gives both the risk-set
+    sums (reverse cumulative over sub-blocks) and the tied events' sums (the event sub-block).
+
+    The second-moment part of the information, sum_j a_j R2_j with R2_j the risk-set sum of
+    w x x', is computed without per-time p x p sums: it equals sum_i w_i A(t_i) x_i x_i' with
+    A(t) the cumulative sum of a_j over event times t_j <= t in the row's stratum (minus
+    A(start_i) for counting-process rows), i.e. one weighted Gram matrix (BLAS).
+    """
+
+    def __init__(self, X, time, event, strata=None, entry=None, ties: str = "efron"):
+        if ties not in TIES:
+            raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X[:, None]
+        n, p = X.shape
+        time = np.asarray(time, dtype=np.float64)
+        event = np.asarray(event, dtype=np.float64)
+        codes = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata, dtype=np.int64)
+        self.ties = ties
+        self.n = n
+        self.p = p
+        order = _sort_stratum_time_event(codes, time, event)
+        self.order = order
+        self.means = X.mean(axis=0) if n else np.zeros(p)
+        Xs = np.empty((n, p), order="F")
+        for i in range(p):
+            Xs[:, i] = X[order, i] - self.means[i]
+        self.X = Xs
+        self.time = time[order]
+        self.event = event[order]
+        self.codes = codes[order]
+        ev = self.event > 0
+        same_block = np.zeros(n, dtype=bool)
+        if n:
+            same_block[1:] = (self.time[1:] == self.time[:-1]) & (self.codes[1:] == self.codes[:-1])
+        sub_change = ~same_block
+        sub_change[1:] |= ev[1:] != ev[:-1]
+        self.sub_starts = np.flatnonzero(sub_change)
+        nsub = self.sub_starts.size
+        sub_code = self.codes[self.sub_starts]
+        self.sub_seg_starts = np.flatnonzero(np.r_[True, sub_code[1:] != sub_code[:-1]]) if n else np.zeros(0, int)
+        # event sub-blocks: one per distinct (stratum, event time), the first sub-block of its block
+        is_ev_sub = ev[self.sub_starts] if n else np.zeros(0, bool)
+        self.ev_sub = np.flatnonzero(is_ev_sub)
+        sub_len = np.diff(np.append(self.sub_starts, n))
+        self.d = sub_len[self.ev_sub].astype(np.float64)
+        self.event_time = self.time[self.sub_starts[self.ev_sub]]
+        self.event_code = self.codes[self.sub_starts[self.ev_sub]]
+        self.ev_seg_starts = np.flatnonzero(np.r_[True, self.event_code[1:] != self.event_code[:-1]]) if self.ev_sub.size else np.zeros(0, int)
+        self.n_events = int(self.d.sum())
+        self.ev_rows = np.flatnonzero(ev)
+        self.X_ev = np.asfortranarray(self.X[self.ev_rows])
+        self.block_of_event = np.repeat(np.arange(self.d.size), self.d.astype(np.int64))
+        # last event time <= each row's time, in the row's stratum (-1 if none)
+        last = np.cumsum(is_ev_sub) - 1
+        valid = last >= 0
+        valid[valid] &= self.event_code[last[valid]] == sub_code[valid]
+        self.row_last_event = np.repeat(np.where(valid, last, -1), sub_len)
+        self.sum_x_block = np.add.reduceat(self.X_ev, np.flatnonzero(np.r_[True, np.diff(self.block_of_event) != 0]), axis=0).T if self.ev_rows.size else np.zeros((p, 0))
+        self.sum_x_events = self.sum_x_block.sum(axis=1)
+        self._setup_efron()
+        self.entry = None
+        if entry is not None:
+            self._setup_entry(np.asarray(entry, dtype=np.float64)[order])
+
+    def _setup_efron(self) -> None:
+        """Index each tied event at each event time with its Efron fraction f = l / d."""
+        d = self.d.astype(np.int64)
+        self.rep = self.block_of_event
+        offsets = np.concatenate([[0], np.cumsum(d)[:-1]]) if d.size else np.zeros(0, np.int64)
+        l = np.arange(self.rep.size) - offsets[self.rep]
+        self.frac = (l / d[self.rep]) if self.ties == "efron" else np.zeros(self.rep.size)
+
+    def _setup_entry(self, entry: np.ndarray) -> None:
+        """Counting-process rows: index the rows not yet entered (start >= t) at each event time."""
+        if np.any(entry >= self.time):
+            raise ValueError("entry (start) time must be strictly less than the stop time")
+        self.entry = entry
+        e_order = order_codes_time(self.codes, entry)
+        self.e_order = e_order
+        e_time, e_code = entry[e_order], self.codes[e_order]
+        change = np.r_[True, (e_time[1:] != e_time[:-1]) | (e_code[1:] != e_code[:-1])]
+        self.e_starts = np.flatnonzero(change)
+        self.X_entry = np.asfortranarray(self.X[e_order])
+        eb_time, eb_code = e_time[self.e_starts], e_code[self.e_starts]
+        self.e_seg_starts = np.flatnonzero(np.r_[True, eb_code[1:] != eb_code[:-1]])
+        # for each event time: first entry block in the same stratum with entry >= t (or -1)
+        idx = np.full(self.event_time.size, -1, dtype=np.int64)
+        seg_ends = np.append(self.e_seg_starts[1:], eb_time.size)
+        for s, e in zip(self.e_seg_starts, seg_ends):
+            mask = self.event_code == eb_code[s]
+            if mask.any():
+                j = s + np.searchsorted(eb_time[s:e], self.event_time[mask], side="left")
+                idx[mask] = np.where(j < e, j, -1)
+        self.entry_map = idx
+        # for each row: last event time <= its entry time in its stratum (-1 if none)
+        row_last = np.full(self.n, -1, dtype=np.int64)
+        ev_ends = np.append(self.ev_seg_starts[1:], self.event_time.size)
+        for s, e in zip(self.ev_seg_starts, ev_ends):
+            rows = np.flatnonzero(self.codes == self.event_code[s])
+            j = np.searchsorted(self.event_time[s:e], entry[rows], side="right") - 1
+            row_last[rows] = np.where(j >= 0, s + j, -1)
+        self.row_entry_last_event = row_last
+
+    def linear_predictor(self, beta: np.ndarray) -> np.ndarray:
+        """x'b on the centred covariates, in sorted row order (column-wise, no threaded BLAS)."""
+        eta = np.zeros(self.n)
+        for i, b in enumerate(np.asarray(beta, dtype=np.float64)):
+            if b != 0.0:
+                eta += b * self.X[:, i]
+        return eta
+
+    def _sums(self, w: np.ndarray):
+        """Risk-set sums (R0, R1) and tied-event sums (E0, E1) of w and w x at each event time."""
+        s0, s1 = _block_moments(self.X, w, self.sub_starts)
+        seg, ev = self.sub_seg_starts, self.ev_sub
+        R0 = _reverse_cumsum_within(s0, seg)[ev]
+        R1 = _reverse_cumsum_within(s1, seg)[:, ev]
+        E0, E1 = s0[ev], s1[:, ev]
+        if self.entry is not None:
+            t0, t1 = _block_moments(self.X_entry, w[self.e_order], self.e_starts)
+            has = self.entry_map >= 0
+            m = self.entry_map[has]
+            R0[has] -= _reverse_cumsum_within(t0, self.e_seg_starts)[m]
+            R1[:, has] -= _reverse_cumsum_within(t1, self.e_seg_starts)[:, m]
+        return R0, R1, E0, E1
+
+    def evaluate(self, beta: np.ndarray, second: bool = True) -> _Derivatives:
+        """Log partial likelihood, score and observed information at ``beta`` (Efron or Breslow)."""
+        eta = self.linear_predictor(beta)
+        shift = eta.max() if eta.size else 0.0  # cancels exactly in the partial likelihood
+        w = np.exp(eta - shift)
+        R0, R1, E0, E1 = self._sums(w)
+        rep, f = self.rep, self.frac
+        den = R0[rep] - f * E0[rep]
+        m = self.d.size
+        inv = 1.0 / den
+        a = np.bincount(rep, weights=inv, minlength=m)
+        b = np.bincount(rep, weights=f * inv, minlength=m)
+        loglik = float(eta[self.ev_rows].sum() - shift * self.n_events - np.log(den).sum())
+        score = self.sum_x_events - (R1 @ a - E1 @ b)
+        der = _Derivatives(loglik, score, None, w, a, b, None, None, None, R1, E1)
+        if second:
+            inv2 = inv * inv
+            der.c0 = np.bincount(rep, weights=inv2, minlength=m)
+            der.c1 = np.bincount(rep, weights=f * inv2, minlength=m)
+            der.c2 = np.bincount(rep, weights=f * f * inv2, minlength=m)
+            der.information = self.block_information(der, None)
+        return der
+
+    def block_information(self, der: _Derivatives, weights: np.ndarray | None) -> np.ndarray:
+        """sum_j v_j I_j: information contributions at event times j weighted by v (None: v = 1).
+
+        I_j = sum_l [ (R2 - f_l E2) / den_l - (R1 - f_l E1)(R1 - f_l E1)' / den_l^2 ], with the
+        R2 part as one weighted Gram matrix over rows and the E2 part over event rows.
+        """
+        v = np.ones(self.d.size) if weights is None else np.asarray(weights, dtype=np.float64)
+        a, b = v * der.a, v * der.b
+        c0, c1, c2 = v * der.c0, v * der.c1, v * der.c2
+        A = np.concatenate([[0.0], _cumsum_within(a, self.ev_seg_starts)])
+        row_w = der.w * A[self.row_last_event + 1]
+        if self.entry is not None:
+            row_w = row_w - der.w * A[self.row_entry_last_event + 1]
+        second_moment = _weighted_gram(self.X, row_w)
+        second_moment -= _weighted_gram(self.X_ev, der.w[self.ev_rows] * b[self.block_of_event])
+        mm = _matmul_inner_chunked
+        cross = mm(der.R1 * c1, der.E1.T)
+        return second_moment - mm(der.R1 * c0, der.R1.T) + cross + cross.T - mm(der.E1 * c2, der.E1.T)
+
+    def event_means(self, der: _Derivatives) -> np.ndarray:
+        """Efron-averaged risk-set mean of x at each event time, (m, p), centred scale."""
+        return ((der.R1 * der.a - der.E1 * der.b) / self.d).T
+
+    def schoenfeld_sums(self, der: _Derivatives) -> np.ndarray:
+        """Sum of Schoenfeld residuals over the tied events at each event time, (m, p)."""
+        return (self.sum_x_block - (der.R1 * der.a - der.E1 * der.b)).T
+
+
+@dataclass
+class _Fit:
+    beta: np.ndarray
+    derivatives: _Derivatives
+    loglik_null: float
+    score_null: np.ndarray
+    info_null: np.ndarray
+    iterations: int
+    converged: bool
+
+
+def _newton_raphson(problem: CoxProblem, max_iter: int = 50, tol: float = 1e-12) -> _Fit:
+    """Maximise the partial likelihood by Newton-Raphson with step halving (as R coxph.fit)."""
+    beta = np.zeros(problem.p)
+    der = problem.evaluate(beta)
+    null = der
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        try:
+            step = np.linalg.solve(der.information, der.score)
+        except np.linalg.LinAlgError as exc:
+            raise ValueError("information matrix is singular: covariates are collinear or constant") from exc
+        new = problem.evaluate(beta + step)
+        halvings = 0
+        while not np.isfinite(new.loglik) or new.loglik < der.loglik - 1e-10 * abs(der.loglik):
+            step = step / 2.0
+            halvings += 1
+            if halvings > 40:
+                break
+            new = problem.evaluate(beta + step)
+        change = abs(new.loglik - der.loglik)
+        beta = beta + step
+        der = new
+        if change <= tol * max(1.0, abs(der.loglik)) and np.max(np.abs(step)) < 1e-7:
+            converged = True
+            break
+    if not converged:
+        warnings.warn(f"Cox fit did not converge in {max_iter} iterations", RuntimeWarning, stacklevel=3)
+    if np.any(np.abs(beta) > 25):
+        warnings.warn("some coefficients are very large: the partial likelihood may be monotone (infinite estimate)", RuntimeWarning, stacklevel=3)
+    return _Fit(beta, der, null.loglik, null.score, null.information, it, converged)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public interface
+
+
+@dataclass(frozen=True)
+class ChiSquareTest:
+    """A chi-square test: statistic, degrees of freedom and p-value."""
+
+    statistic: float
+    df: int
+    p: float
+
+
+@dataclass
+class CoxResult:
+    """Fitted Cox model.
+
+    ``table``: term, coef, se, z, p, hr, hr_lower, hr_upper. ``variance``: covariance matrix of the
+    coefficients (inverse observed information). ``lr_test``, ``wald_test``, ``score_test``: global
+    tests as R ``summary.coxph`` (with Breslow ties and no tied event times the score test is the
+    log-rank test). ``concordance``: Harrell's C (R convention), computed on first access (it
+    is O(n log n) but takes a few seconds at a million rows, so it is not part of the fit).
+    """
+
+    table: pd.DataFrame
+    variance: pd.DataFrame
+    n: int
+    events: int
+    log_likelihood: float
+    log_likelihood_null: float
+    lr_test: ChiSquareTest
+    wald_test: ChiSquareTest
+    score_test: ChiSquareTest
+    ties: str
+    strata: list | None
+    covariates: list[str]
+    n_dropped: int
+    iterations: int
+    converged: bool
+    conf: float
+    problem: CoxProblem = field(repr=False)
+    derivatives: _Derivatives = field(repr=False)
+
+    @property
+    def coef(self) -> pd.Series:
+        return self.table.set_index("term")["coef"]
+
+    @property
+    def hazard_ratios(self) -> pd.Series:
+        return self.table.set_index("term")["hr"]
+
+    @cached_property
+    def concordance_detail(self) -> Concordance:
+        """Concordance with its pair counts (within strata)."""
+        pr = self.problem
+        return concordance_index(pr.time, pr.event, pr.linear_predictor(self.coef.to_numpy()), pr.codes)
+
+    @property
+    def concordance(self) -> float:
+        return self.concordance_detail.concordance
+
+    def linear_predictor(self, df: pd.DataFrame) -> np.ndarray:
+        """x'b for new data (covariates uncentred)."""
+        return df[self.covariates].to_numpy(dtype=np.float64) @ self.coef.to_numpy()
+
+
+def _coef_table(terms, beta, var, conf) -> pd.DataFrame:
+    se = np.sqrt(np.diag(var))
+    z = beta / se
+    zc = z_value(conf)
+    return pd.DataFrame(
+        {
+            "term": list(terms),
+            "coef": beta,
+            "se": se,
+            "z": z,
+            "p": 2.0 * stats.norm.sf(np.abs(z)),
+            "hr": np.exp(beta),
+            "hr_lower": np.exp(beta - zc * se),
+            "hr_upper": np.exp(beta + zc * se),
+        }
+    )
+
+
+def cox(
+    df: pd.DataFrame,
+    duration_col: str,
+    event_col: str,
+    covariates: list[str],
+    strata: str | list[str] | None = None,
+    ties: str = "efron",
+    entry_col: str | None = None,
+    conf: float = 0.95,
+    max_iter: int = 50,
+) -> CoxResult:
+    """Fit a Cox proportional hazards model by Newton-Raphson on the partial likelihood.
+
+    ``covariates`` are numeric columns (build dummies with :func:`treatment_dummies`).
+    ``strata``: column(s) giving separate baseline hazards (stratified Cox). ``ties``: "efron"
+    (R default) or "breslow". ``entry_col``: start time for counting-process (start, stop] rows
+    (left truncation, time-split data). Rows with any missing value in the used columns are
+    dropped (complete case; the count is in ``n_dropped``). Standard errors from the inverse
+    observed information; Wald CIs for hazard ratios.
+    """
+    covariates = list(covariates)
+    if not covariates:
+        raise ValueError("at least one covariate is required")
+    strata_cols = [] if strata is None else ([strata] if isinstance(strata, str) else list(strata))
+    require_columns(df, [duration_col, event_col, entry_col, *covariates, *strata_cols])
+    X = df[covariates].apply(pd.to_numeric, errors="raise").to_numpy(dtype=np.float64)
+    time = as_duration(df[duration_col], duration_col)
+    event = as_event(df[event_col], event_col)
+    codes, levels = strata_codes(df, strata)
+    entry = as_duration(df[entry_col], entry_col) if entry_col else None
+    keep = ~np.isnan(time) & ~np.isnan(event) & ~np.isnan(X).any(axis=1) & (codes >= 0)
+    if entry is not None:
+        keep &= ~np.isnan(entry)
+    n_dropped = int((~keep).sum())
+    problem = CoxProblem(
+        X[keep], time[keep], event[keep], codes[keep], None if entry is None else entry[keep], ties
+    )
+    if problem.n_events == 0:
+        raise ValueError("no events: the Cox model is not estimable")
+    fit = _newton_raphson(problem, max_iter=max_iter)
+    der = fit.derivatives
+    var = np.linalg.inv(der.information)
+    var = (var + var.T) / 2.0
+    p = problem.p
+    lr = 2.0 * (der.loglik - fit.loglik_null)
+    wald = float(fit.beta @ der.information @ fit.beta)
+    score = float(fit.score_null @ np.linalg.solve(fit.info_null, fit.score_null))
+    return CoxResult(
+        table=_coef_table(covariates, fit.beta, var, conf),
+        variance=pd.DataFrame(var, index=covariates, columns=covariates),
+        n=int(keep.sum()),
+        events=problem.n_events,
+        log_likelihood=der.loglik,
+        log_likelihood_null=fit.loglik_null,
+        lr_test=ChiSquareTest(lr, p, chisq_sf(lr, p)),
+        wald_test=ChiSquareTest(wald, p, chisq_sf(wald, p)),
+        score_test=ChiSquareTest(score, p, chisq_sf(score, p)),
+        ties=ties,
+        strata=None if strata is None else levels,
+        covariates=covariates,
+        n_dropped=n_dropped,
+        iterations=fit.iterations,
+        converged=fit.converged,
+        conf=conf,
+        problem=problem,
+        derivatives=der,
+    )
+
+
+def treatment_dummies(
+    df: pd.DataFrame,
+    column: str,
+    reference,
+    prefix: str | None = None,
+    levels: list | None = None,
+) -> pd.DataFrame:
+    """Treatment-coded 0/1 indicator columns for a categorical column, omitting ``reference``.
+
+    Columns are named ``f"{prefix}{level}"`` (default prefix ``f"{column}="``) in level order
+    (``levels`` if given, else categorical order or sorted values). Rows where ``column`` is
+    missing get NaN in every indicator, so a Cox fit drops them unless an explicit "missing"
+    level is created first.
+    """
+    require_columns(df, [column])
+    values = df[column]
+    if levels is None:
+        from ._common import group_levels
+
+        levels = group_levels(values)
+    levels = list(levels)
+    if reference not in levels:
+        raise ValueError(f"reference level {reference!r} not found in {column!r} (levels: {levels})")
+    unknown = set(pd.unique(values.dropna())) - set(levels)
+    if unknown:
+        raise ValueError(f"values of {column!r} not in levels: {sorted(map(str, unknown))}")
+    prefix = f"{column}=" if prefix is None else prefix
+    missing = values.isna().to_numpy()
+    out = {}
+    for level in levels:
+        if level == reference:
+            continue
+        col = (values == level).to_numpy(dtype=np.float64)
+        col[missing] = np.nan
+        out[f"{prefix}{level}"] = col
+    return pd.DataFrame(out, index=df.index)
