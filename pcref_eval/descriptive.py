@@ -103,3 +103,32 @@ def crude_rates_by_group(events: pd.DataFrame, population: pd.DataFrame, scheme:
 def flow_aggregate(flow: pd.DataFrame) -> Aggregate:
     """The cohort flow table (people remaining at each step, overall and by group) as a releasable aggregate."""
     return Aggregate(flow, [c for c in flow.columns if c != "step"], {})
+
+
+def site_header(session) -> str:
+    """Markdown introduction for a site: name, go-live, extract date, study window, grouping."""
+    info, cfg = session.site.info, session.config
+    return (f"# {info.name} ({info.site_id})\n\n"
+            f"PCREF go-live **{info.pcref_go_live:%d %B %Y}**; extract taken {info.extract_date:%d %B %Y}; "
+            f"study window {cfg.study.start:%d %B %Y} to {cfg.study.end:%d %B %Y}. "
+            f"Ethnic groups use the **{cfg.ethnicity.scheme}** scheme with **{cfg.ethnicity.reference}** as the "
+            f"reference group. All counts are disclosure-controlled ({cfg.disclosure.policy} rule): "
+            f"[REDACTED] marks a suppressed value.")
+
+
+def cross_site_header(session) -> str:
+    """Markdown introduction for the cross-site notebook."""
+    cfg = session.config
+    names = ", ".join(f"{s.info.name} ({sid}, go-live {s.info.pcref_go_live:%b %Y})" for sid, s in session.sites.items())
+    return (f"# {cfg.name}: all sites\n\nSites analysed: {names}. Study window {cfg.study.start:%d %B %Y} to "
+            f"{cfg.study.end:%d %B %Y}; reference group **{cfg.ethnicity.reference}**.")
+
+
+def format_p(p: float) -> str:
+    """A p-value as journals print it: '< 0.001' below 0.001, else 3 decimals."""
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
+def ph_test_aggregate(ph: pd.DataFrame) -> Aggregate:
+    """Schoenfeld test table (term, chi-square, df, p) as a releasable aggregate (no counts)."""
+    return Aggregate(ph.rename(columns={"statistic": "chi_square"}), counts=[], derived={})
