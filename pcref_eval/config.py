@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pcref_eval.ethnicity import DEFAULT_REFERENCE, SCHEMES, group_order
+from pcref_eval.measures.definitions import MeasureDefinition
 
 #: MHA legal status codes counted as a detention by default: s2, s3, s4, and criminal-justice
 #: disposals 07-18 (s35-s48), Criminal Procedure (Insanity) Act 31, s45A 34/37.
@@ -104,7 +105,7 @@ class EvaluationConfig(_Strict):
     cohort: CohortConfig = CohortConfig()
     disclosure: DisclosureConfig = DisclosureConfig()
     outputs: OutputConfig = OutputConfig()
-    measures: list[dict] = Field(default_factory=list)  # user-declared measures (pcref_eval.measures)
+    measures: list[MeasureDefinition] = Field(default_factory=list)  # user-declared measures (pcref_eval.measures)
 
     @field_validator("sites")
     @classmethod
