@@ -2,31 +2,63 @@
 
 A notebook never writes to ``release/`` itself. It hands aggregate tables to
 :class:`Publisher`, which keeps the unrounded table in ``restricted/``, applies the run's
-:class:`~pcref_eval.disclosure.DisclosurePolicy`, writes the released CSV and its caption to
-``release/``, records it in ``release/index/<prefix>.json``, and displays only the released version
-(so executed notebooks and the reports built from them carry controlled numbers only).
+:class:`~pcref_eval.disclosure.DisclosurePolicy` (primary redaction, secondary suppression against
+totals, rounding, totals recomputed from rounded parts, derived values blanked), writes the
+released CSV to ``release/tables/``, records it with its caption in ``release/index/<prefix>.json``
+and ``release/captions/<prefix>.md``, and displays only the released version (so executed
+notebooks and the reports built from them carry controlled numbers only).
+
+Released CSVs write a redacted cell as ``[REDACTED]`` and a value that is simply not available
+(e.g. a rate for a group with no population) as an empty cell. The DataFrame returned by
+:meth:`Publisher.table` is numeric, with ``NaN``/``<NA>`` for both.
+
+Displayed outputs carry ``{"pcref": {...}}`` metadata (kind, name, caption, section) that the report
+builder uses to number tables and figures and to give images their alternative text.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from pcref_eval.disclosure import DisclosurePolicy, apply_policy
+from pcref_eval.disclosure import REDACTED, DisclosurePolicy, Totals, apply_policy, detect_totals
 from pcref_eval.schema import IDENTIFIER_COLUMNS
 from pcref_eval.style import save_figure
+
+#: How a value that is not available (not redacted) is shown in displayed tables.
+NOT_AVAILABLE = "–"
+#: Display width (CSS pixels) per inch of figure size.
+DISPLAY_PX_PER_INCH = 100
 
 
 @dataclass(frozen=True)
 class Aggregate:
-    """An aggregate table plus which columns are counts of people/events and what derives from them."""
+    """An aggregate table plus which columns are counts of people/events and what derives from them.
+
+    ``totals`` (optional) declares a total row and/or total columns; without it the publisher
+    detects a row labelled "Total"/"All" whose counts equal the sum of the other rows.
+    """
 
     data: pd.DataFrame
     counts: list[str]
     derived: dict[str, list[str]] = field(default_factory=dict)
+    totals: Totals | None = None
+
+
+@dataclass
+class ReleasedTable:
+    """A table as released: numeric data, redaction mask (True = redacted), display HTML, CSV path, stem."""
+
+    data: pd.DataFrame
+    mask: pd.DataFrame
+    html: str
+    path: Path
+    stem: str
 
 
 class PublishError(ValueError):
@@ -45,33 +77,53 @@ class Publisher:
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
-        for sub in ("release/tables", "release/figures", "release/index", "restricted/tables"):
+        for sub in ("release/tables", "release/figures", "release/index", "release/captions", "restricted/tables"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
 
     def table(self, agg: Aggregate, name: str, caption: str, section: str = "Results",
               decimals: int = 2) -> pd.DataFrame:
-        """Release an aggregate table: counts controlled, derived values blanked where a source is redacted."""
-        df, count_cols, derived = agg.data, agg.counts, agg.derived
+        """Release an aggregate table: counts controlled, derived values blanked where a source is redacted.
+
+        Returns the released table (numeric; redacted and unavailable cells are missing values).
+        """
+        rt = self.release_table(agg, name, caption, section, decimals)
+        if self.display:
+            from IPython.display import HTML, display
+            display(HTML(rt.html), metadata={"pcref": {"kind": "table", "name": rt.stem, "caption": caption,
+                                                       "section": section}})
+        return rt.data
+
+    def release_table(self, agg: Aggregate, name: str, caption: str, section: str = "Results",
+                      decimals: int = 2) -> "ReleasedTable":
+        """Like :meth:`table` without displaying: the released data, its redaction mask, HTML and CSV path."""
+        df, count_cols, derived = agg.data, list(agg.counts), dict(agg.derived or {})
         check_no_identifiers(df, name)
+        totals = agg.totals or detect_totals(df, count_cols)
         stem = f"{self.prefix}_{name}"
         df.to_csv(self.run_dir / "restricted" / "tables" / f"{stem}.csv", index=False)
-        released = apply_policy(df, self.policy, count_cols, derived)
-        released = released.round(decimals)
+        released, mask = apply_policy(df, self.policy, count_cols, derived, totals=totals, return_mask=True)
+        released = _round_floats(released, count_cols, decimals)
         path = self.run_dir / "release" / "tables" / f"{stem}.csv"
-        released.to_csv(path, index=False, lineterminator="\n")
+        released_csv(released, mask).to_csv(path, index=False, lineterminator="\n")
         self._record("table", name, caption, section, [path], count_cols=count_cols,
-                     derived=sorted((derived or {}).keys()))
-        self._show_table(released, caption)
-        return released
+                     derived=sorted(derived), totals=totals.as_dict() if totals else None,
+                     redacted_marker=REDACTED)
+        return ReleasedTable(released, mask, table_html(released, mask, caption, count_cols, decimals, stem),
+                             path, stem)
 
     def figure(self, fig, name: str, caption: str, section: str = "Results") -> list[Path]:
         """Release a figure drawn from released (controlled) numbers: SVG + 300-dpi PNG with a caption."""
-        paths = save_figure(fig, self.run_dir / "release" / "figures" / f"{self.prefix}_{name}")
+        stem = f"{self.prefix}_{name}"
+        paths = save_figure(fig, self.run_dir / "release" / "figures" / stem)
         self._record("figure", name, caption, section, paths)
         if self.display:
-            from IPython.display import Markdown, display
-            display(fig)
-            display(Markdown(f"*Figure: {caption}*"))
+            from IPython.display import Image, Markdown, display
+            width = int(round(fig.get_size_inches()[0] * DISPLAY_PX_PER_INCH))
+            png = next(p for p in paths if p.suffix == ".png")
+            meta = {"pcref": {"kind": "figure", "name": stem, "caption": caption, "section": section}}
+            display(Image(data=png.read_bytes(), format="png", width=width), metadata=meta)
+            display(Markdown(f"*Figure: {caption}*"),
+                    metadata={"pcref": {"kind": "figure-caption", "name": stem, "caption": caption}})
         import matplotlib.pyplot as plt
         plt.close(fig)
         return paths
@@ -80,27 +132,147 @@ class Publisher:
         """Show narrative text (built only from released numbers)."""
         if self.display:
             from IPython.display import Markdown, display
-            display(Markdown(markdown))
+            display(Markdown(markdown), metadata={"pcref": {"kind": "note"}})
+
+    def km_table(self, km: pd.DataFrame, name: str, caption: str, section: str = "Survival",
+                 landmarks=(0.5, 1, 2, 3)) -> pd.DataFrame:
+        """Release a Kaplan-Meier table with OpenSAFELY midpoint-6 rounding (curve re-derived from rounded counts).
+
+        Event steps are grouped so none describes fewer than the policy threshold and the tail is cut
+        where fewer remain at risk (:func:`pcref_eval.survival.release.km_release_table`). The full
+        released table goes to release/tables; the notebook shows it at ``landmarks`` only.
+        """
+        from pcref_eval.survival.release import km_release_table
+
+        stem = f"{self.prefix}_{name}"
+        km.to_csv(self.run_dir / "restricted" / "tables" / f"{stem}.csv", index=False)
+        released = km_release_table(km, threshold=self.policy.threshold, rounding=6)
+        path = self.run_dir / "release" / "tables" / f"{stem}.csv"
+        released.round(6).to_csv(path, index=False, lineterminator="\n")
+        self._record("km_table", name, caption, section, [path], rounding="midpoint6",
+                     count_cols=["n_risk", "n_event", "n_censored", "cum_event", "cum_censored"],
+                     threshold=self.policy.threshold)
+        if self.display:
+            from IPython.display import HTML, display
+            summary = km_landmarks(released, landmarks)
+            display(HTML(km_html(summary, f"{caption} (at selected times; midpoint-6 rounded counts)", stem)),
+                    metadata={"pcref": {"kind": "table", "name": stem, "caption": caption, "section": section}})
+        return released
 
     def _record(self, kind, name, caption, section, paths, **extra) -> None:
         rel = [str(p.relative_to(self.run_dir / "release")) for p in paths]
+        self.entries = [e for e in self.entries if not (e["kind"] == kind and e["name"] == name)]
         self.entries.append({"kind": kind, "name": name, "caption": caption, "section": section,
                              "files": rel, **extra})
         index = self.run_dir / "release" / "index" / f"{self.prefix}.json"
         index.write_text(json.dumps({"prefix": self.prefix, "policy": self.policy.__dict__,
                                      "entries": self.entries}, indent=2) + "\n")
+        self._write_captions()
 
-    def _show_table(self, released: pd.DataFrame, caption: str) -> None:
-        if not self.display:
-            return
-        from IPython.display import HTML, display
-        html = released.to_html(index=False, na_rep="[REDACTED]", classes="pcref-table", border=0,
-                                float_format=lambda v: f"{v:,.2f}")
-        display(HTML(f"<p class='caption'><strong>Table:</strong> {caption}</p>{html}"))
+    def _write_captions(self) -> None:
+        """``release/captions/<prefix>.md``: every released file with its caption, for authors of papers."""
+        lines = [f"# Tables and figures released by '{self.prefix}'", "",
+                 f"Disclosure control: {self.policy.name} ({self.policy.describe()}).", ""]
+        for e in self.entries:
+            files = ", ".join(f"`{f}`" for f in e["files"])
+            lines.append(f"- **{e['kind'].capitalize()}** ({e['section']}): {e['caption']}  \n  files: {files}")
+        (self.run_dir / "release" / "captions" / f"{self.prefix}.md").write_text("\n".join(lines) + "\n")
+
+
+def _round_floats(df: pd.DataFrame, count_cols: list[str], decimals: int) -> pd.DataFrame:
+    out = df.copy()
+    for col in out.columns:
+        if col not in count_cols and pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].round(decimals)
+    return out
+
+
+def released_csv(released: pd.DataFrame, mask: pd.DataFrame) -> pd.DataFrame:
+    """The released table as written to CSV: redacted cells say ``[REDACTED]``, unavailable ones are empty."""
+    out = released.astype(object).where(released.notna(), None)
+    for col in released.columns:
+        m = mask[col].to_numpy(bool)
+        if m.any():
+            out.loc[m, col] = REDACTED
+    return out
+
+
+def _fmt(value, is_count: bool, decimals: int) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return NOT_AVAILABLE
+    if is_count:
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:,.{decimals}f}"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def header_label(col) -> str:
+    """A column name as shown in displayed tables (underscores as spaces)."""
+    return str(col).replace("_", " ")
+
+
+def table_html(released: pd.DataFrame, mask: pd.DataFrame, caption: str, count_cols: list[str], decimals: int,
+               stem: str) -> str:
+    """A released table as HTML: ``<caption>``, numbers formatted, ``[REDACTED]`` marked.
+
+    ``data-pcref-counts`` names the count columns, so the release check knows which cells to test.
+    """
+    counts = set(count_cols)
+    head = "".join(f"<th>{html.escape(header_label(c))}</th>" for c in released.columns)
+    rows = []
+    for i in range(len(released)):
+        cells = []
+        for col in released.columns:
+            value = released[col].iloc[i]
+            numeric = col in counts or pd.api.types.is_numeric_dtype(released[col])
+            if mask[col].iloc[i]:
+                cells.append(f"<td class='redacted'>{REDACTED}</td>")
+            else:
+                text = html.escape(_fmt(value, col in counts, decimals))
+                cells.append(f"<td class='num'>{text}</td>" if numeric else f"<td>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    data_counts = html.escape(",".join(count_cols), quote=True)
+    return (f"<table class='pcref-table' data-pcref-table='{html.escape(stem, quote=True)}' "
+            f"data-pcref-counts='{data_counts}'>"
+            f"<caption><strong>Table:</strong> {html.escape(caption)}</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def check_no_identifiers(df: pd.DataFrame, name: str) -> None:
     """Refuse a table with an identifier-like column (person id, NHS number, date of birth, postcode, LSOA)."""
-    bad = sorted(c for c in df.columns if str(c).lower() in IDENTIFIER_COLUMNS)
+    from pcref_eval.release_check import is_identifier_column
+    bad = sorted(str(c) for c in df.columns if str(c).lower() in IDENTIFIER_COLUMNS or is_identifier_column(c))
     if bad:
         raise PublishError(f"table '{name}' has identifier column(s) {bad}: only aggregate tables may be released")
+
+
+def km_landmarks(released: pd.DataFrame, times) -> pd.DataFrame:
+    """Released KM table read at landmark times: group, time, n_risk, surv, lower, upper (step function)."""
+    rows = []
+    for group, part in released.groupby("group", sort=False):
+        part = part.sort_values("time")
+        for t in times:
+            before = part[part["time"] <= t]
+            after = part[part["time"] >= t]
+            if after.empty:
+                continue  # beyond the released tail: not shown
+            last = before.iloc[-1] if not before.empty else None
+            rows.append({"group": group, "time": t, "n_risk": int(after.iloc[0]["n_risk"]),
+                         "surv": 1.0 if last is None else last["surv"],
+                         "lower": np.nan if last is None else last["lower"],
+                         "upper": np.nan if last is None else last["upper"]})
+    return pd.DataFrame(rows)
+
+
+def km_html(summary: pd.DataFrame, caption: str, stem: str) -> str:
+    """A released Kaplan-Meier landmark table as HTML, marked as midpoint-6 rounded for the release check."""
+    mask = pd.DataFrame(False, index=summary.index, columns=summary.columns)
+    html_table = table_html(summary, mask, caption, ["n_risk"] if "n_risk" in summary else [], 3, stem)
+    return html_table.replace("<table class='pcref-table'", "<table class='pcref-table' data-pcref-rounding='midpoint6'", 1)
+
+
+def html_escape(text: str) -> str:
+    return html.escape(str(text))

@@ -1,0 +1,637 @@
+"""Building the publishable report of a run: ``release/report.html`` (+ ``.pdf``, ``.docx``).
+
+Inputs (all inside the run folder):
+
+- ``manifest.json`` (provisional is fine): run id, start time, config hash, input hashes, versions.
+- ``config.yml``: the resolved configuration (methods, disclosure policy, sites).
+- ``restricted/notebooks/site_<id>.ipynb`` and ``cross_site.ipynb``: executed notebooks. Only their
+  markdown and the outputs published through :class:`~pcref_eval.publish.Publisher` are used.
+- ``release/index/*.json`` and ``release/tables/*.csv``: released tables (for the key findings).
+- ``restricted/dq/<site>/validation.json`` (if present): aggregated into a released data-quality table.
+
+Order of the report: title page, contents, summary of key findings, methods, results across sites,
+results by site (including sites not analysed and why), data quality, limitations, references,
+appendix (provenance).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+
+from pcref_eval.disclosure import DisclosurePolicy
+from pcref_eval.report import methods as M
+from pcref_eval.report import render as R
+from pcref_eval.report import summary as S
+from pcref_eval.report.assemble import CleanStats, html_cell, notebook_sections, place_section
+
+log = logging.getLogger("pcref_eval.report")
+
+REPORT_FORMATS = ("html", "pdf", "docx")
+PDF_ENGINES = ("weasyprint", "chromium", "auto")
+ANALYSED_STATUSES = ("ok", "warning")
+CATALOGUE_FILE = "report-figures-and-tables.md"
+
+
+class ReportError(RuntimeError):
+    """The report could not be built (or would not render offline)."""
+
+
+@dataclass
+class ReportContext:
+    """Everything the report reads, loaded once."""
+
+    run_dir: Path
+    manifest: dict
+    config: object | None
+    policy: DisclosurePolicy
+    sites: list[dict]
+    overall_steps: dict
+    synthetic: bool
+    built_at: datetime
+    stats: CleanStats = field(default_factory=CleanStats)
+
+    @property
+    def release(self) -> Path:
+        return self.run_dir / "release"
+
+    @property
+    def notebooks(self) -> Path:
+        return self.run_dir / "restricted" / "notebooks"
+
+    @property
+    def reference(self) -> str:
+        return self.config.ethnicity.reference if self.config is not None else "the reference group"
+
+    @property
+    def title(self) -> str:
+        return getattr(self.config, "name", None) or "PCREF evaluation"
+
+
+# ------------------------------------------------------------------------------------------ context
+
+
+def _step_field(step, key: str):
+    return step.get(key) if isinstance(step, dict) else getattr(step, key, None)
+
+
+def sanitize_message(message: str, policy: DisclosurePolicy, limit: int = 400) -> str:
+    """A step message fit for release: paths reduced to file names, small row/people counts hidden, truncated."""
+    msg = str(message or "")
+    msg = re.sub(r"(?:[A-Za-z]:)?(?:[\\/][^\s:'\"\\/,;()]+)+[\\/]([^\s:'\"\\/,;()]+)", r"\1", msg)
+
+    def count(m):
+        n = int(m.group(1).replace(",", ""))
+        if 1 <= n <= policy.threshold:
+            return f"fewer than {policy.threshold + 1}{m.group(2)}"
+        return f"{int(policy.round([n])[0]):,}{m.group(2)}" if n > policy.threshold else m.group(0)
+    msg = re.sub(r"\b(\d[\d,]*)(\s+(?:rows?|records?|people|persons?|patients?|individuals?|episodes?|referrals?))\b",
+                 count, msg)
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
+
+
+def load_context(run_dir: Path, site_steps: dict | None) -> ReportContext:
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    config = None
+    if (run_dir / "config.yml").exists():
+        from pcref_eval.config import load_config
+        config = load_config(run_dir / "config.yml")
+    policy = DisclosurePolicy.from_config(config.disclosure) if config is not None else DisclosurePolicy()
+    steps_by_site = {}
+    if site_steps:
+        steps_by_site = {s: {k: {"status": _step_field(v, "status"), "message": _step_field(v, "message") or ""}
+                             for k, v in steps.items()} for s, steps in site_steps.items()}
+    elif manifest.get("sites"):
+        steps_by_site = manifest["sites"]
+    site_ids = ([s.id for s in config.sites] if config is not None
+                else sorted(set(steps_by_site) | {p.stem[5:] for p in (run_dir / "restricted" / "notebooks").glob("site_*.ipynb")}))
+    sites = []
+    synthetic = bool(config is not None and re.search(r"synthetic|demo", config.name, re.IGNORECASE))
+    for sid in site_ids:
+        info = {"id": sid, "name": "", "go_live": None, "extract_date": None}
+        if config is not None:
+            path = Path(config.site(sid).path)
+            synthetic = synthetic or (path.parent / "truth.json").exists()
+            try:
+                from pcref_eval.extract import read_site_info
+                si = read_site_info(path)
+                info.update(name=si.name, go_live=si.pcref_go_live, extract_date=si.extract_date)
+            except Exception:  # unreadable site.yml: the contracts step reports it
+                pass
+        steps = steps_by_site.get(sid, {})
+        nb_exists = (run_dir / "restricted" / "notebooks" / f"site_{sid}.ipynb").exists()
+        nb_status = (steps.get("notebook") or {}).get("status")
+        analysed = nb_exists and (nb_status in ANALYSED_STATUSES if nb_status is not None else True)
+        reason = ""
+        if not analysed:
+            bad = [(k, v) for k, v in steps.items() if v.get("status") in ("failed", "skipped")]
+            if bad:
+                k, v = bad[0]
+                reason = f"{k} {v.get('status')}" + (f": {sanitize_message(v.get('message'), policy)}"
+                                                      if v.get("message") else "")
+            else:
+                reason = "no executed notebook found"
+        info.update(analysed=analysed, reason=reason,
+                    contracts=steps.get("contracts"), steps=steps)
+        sites.append(info)
+    return ReportContext(run_dir, manifest, config, policy, sites, manifest.get("steps", {}) or {}, synthetic,
+                         datetime.now(timezone.utc))
+
+
+# ------------------------------------------------------------------------------------- components
+
+
+def chapter(title: str) -> nbformat.NotebookNode:
+    return html_cell(f"<h2 class='chapter'>{escape(title)}</h2>", "chapter")
+
+
+def title_page(ctx: ReportContext) -> str:
+    m, cfg = ctx.manifest, ctx.config
+    n_sites, n_done = len(ctx.sites), sum(s["analysed"] for s in ctx.sites)
+    window = f"{cfg.study.start:%d %B %Y} to {cfg.study.end:%d %B %Y}" if cfg is not None else ""
+    inputs = m.get("inputs", {}) or {}
+    data_rows = "".join(
+        f"<div><strong>{escape(sid)}</strong> <span class='hash'>"
+        f"{escape(str((inputs.get(sid) or {}).get('combined') or (inputs.get(sid) or {}).get('error') or 'not recorded'))}"
+        f"</span></div>" for sid in [s["id"] for s in ctx.sites])
+    commit = m.get("git_commit") or "not recorded"
+    rows = [
+        ("Run", f"<span class='run-id-string'>PCREF evaluation report · run {escape(str(m.get('run_id', ctx.run_dir.name)))}</span>"),
+        ("Report date", ctx.built_at.strftime("%d %B %Y, %H:%M UTC")),
+        ("Run started", escape(str(m.get("started", "not recorded")))),
+        ("Software", f"pcref-eval {escape(str(m.get('workbench_version', '')))} · git <span class='hash'>{escape(str(commit))}</span>"),
+        ("Configuration hash", f"<span class='hash'>{escape(str(m.get('config_hash', 'not recorded')))}</span>"),
+        ("Input data (SHA-256 per site)", data_rows or "not recorded"),
+        ("Disclosure control", f"{escape(ctx.policy.name)}: {escape(ctx.policy.describe())}"),
+        ("Random seed", escape(str(m.get("seed", getattr(cfg, "seed", ""))))),
+    ]
+    meta = "".join(f"<tr><th scope='row'>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    banner = ("<p class='synthetic-banner'>Synthetic data: this report was produced from synthetic extracts. "
+              "Its numbers illustrate the method and describe no real people.</p>" if ctx.synthetic else "")
+    return (f"<section class='title-page'>"
+            f"<p class='kicker'>Patient and Carer Race Equality Framework · evaluation report</p>"
+            f"<h1>{escape(ctx.title)}</h1>"
+            f"<p class='subtitle'>{n_done} of {n_sites} site{'s' if n_sites != 1 else ''} analysed"
+            f"{' · study window ' + window if window else ''}</p>{banner}"
+            f"<table class='meta'>{meta}</table>"
+            f"<p class='release-note'>This report contains only aggregate results that passed disclosure control "
+            f"and an automatic release check. Patient-level data never leave the secure environment.</p>"
+            f"</section>")
+
+
+def not_analysed_callout(ctx: ReportContext) -> str:
+    missing = [s for s in ctx.sites if not s["analysed"]]
+    if not missing:
+        return (f"<p class='callout ok'>All {len(ctx.sites)} site{'s' if len(ctx.sites) != 1 else ''} passed their "
+                "data checks and were analysed.</p>")
+    items = "".join(f"<li><strong>{escape(s['id'])}</strong>{' (' + escape(s['name']) + ')' if s['name'] else ''}: "
+                    f"{escape(s['reason'])}</li>" for s in missing)
+    return (f"<div class='callout'><p><strong>{len(missing)} of {len(ctx.sites)} sites were not analysed</strong> "
+            f"and are not in the pooled results:</p><ul>{items}</ul></div>")
+
+
+def _measure_label(caption: str) -> str:
+    return caption.strip().rstrip(".")
+
+
+VERDICT_HTML = {"higher": "<span class='worse'>higher</span>", "lower": "<span class='better'>lower</span>",
+                "unclear": "<span class='unclear'>no clear difference</span>"}
+
+
+def key_findings(ctx: ReportContext) -> list:
+    """The at-a-glance box and forest plot from released cross-site ratio tables (plus a released CSV)."""
+    from pcref_eval.publish import Aggregate, Publisher
+    index_path = ctx.release / "index" / "all.json"
+    if not index_path.exists():
+        return []
+    index = json.loads(index_path.read_text())
+    ref = ctx.reference
+    rows, used = S.ratio_rows(ctx.release, index, ref)
+    trends = S.trend_entries(index)
+    if not rows and not trends:
+        return []
+    cells = []
+    parts = ["<div class='key-findings'>"]
+    pub = Publisher(ctx.run_dir, "summary", ctx.policy, display=False)
+    overall = [r for r in rows if r.period is None]
+    if overall:
+        top = max(overall, key=lambda r: r.ratio if r.verdict == "higher" else 0)
+        if top.verdict == "higher":
+            parts.append(f"<p class='headline'><strong>At a glance:</strong> the largest difference is for "
+                         f"<strong>{escape(top.group)}</strong> people: {S.phrase(top, ref)} "
+                         f"(<em>{escape(_measure_label(top.measure))}</em>).</p>")
+    if rows:
+        parts.append(f"<h3>Which groups fare worse than {escape(ref)}, and by how much</h3>")
+        for entry in used:
+            measure = entry.get("caption", "")
+            mrows = sorted((r for r in rows if r.measure == measure and r.period is None), key=lambda r: -r.ratio)
+            if not mrows:
+                continue
+            stem = Path(entry["files"][0]).stem
+            body = "".join(
+                f"<tr><td>{escape(r.group)}</td><td class='num'>{S.fmt_ratio(r.ratio)}</td>"
+                f"<td class='num'>{S.fmt_ratio(r.lower)} to {S.fmt_ratio(r.upper)}</td>"
+                f"<td>{VERDICT_HTML[r.verdict]}</td></tr>" for r in mrows)
+            redacted = S.redacted_groups(ctx.release, entry, ref)
+            note = (f"<p class='muted small'>Not shown (too few people to report): {escape(', '.join(redacted))}.</p>"
+                    if redacted else "")
+            parts.append(f"<p><em>{escape(_measure_label(measure))}</em> "
+                         f"(<a class='xref' data-ref='{escape(stem, quote=True)}'>table</a>)</p>"
+                         f"<table class='glance-table'><thead><tr><th>Group</th><th>Ratio to {escape(ref)}</th>"
+                         f"<th>95% CI</th><th>Compared with {escape(ref)}</th></tr></thead><tbody>{body}</tbody></table>"
+                         f"{note}")
+    parts.append("<h3>Is it changing?</h3>")
+    changing = _period_changes(rows, ref)
+    if changing:
+        parts.append(f"<ul>{changing}</ul>")
+    described = []
+    for e in trends:
+        line = S.change_summary(ctx.release, e)
+        if line:
+            stem = Path(e["files"][0]).stem
+            described.append(e)
+            parts.append(f"<p><em>{escape(_measure_label(e.get('caption', e['name'])))}</em> "
+                         f"(<a class='xref' data-ref='{escape(stem, quote=True)}'>table</a>): {line}</p>")
+    others = [e for e in trends if e not in described and e.get("files")]
+    if others:
+        refs = "; ".join(f"<a class='xref' data-ref='{escape(Path(e['files'][0]).stem, quote=True)}'>"
+                         f"{escape(e.get('kind', 'table'))}</a> ({escape(_measure_label(e.get('caption', e['name'])))})"
+                         for e in others[:6])
+        parts.append(f"<p>Change over time is also shown in {refs}.</p>")
+    if not trends and not changing:
+        parts.append("<p class='muted'>No released cross-site table in this run describes change over time.</p>")
+    parts.append("<h3>How sure are we?</h3>"
+                 "<p>Every ratio has a 95% confidence interval. Where the whole interval lies above 1, the group's "
+                 "figure is higher than the reference group's and chance alone is an unlikely explanation; where it "
+                 "includes 1, the data cannot tell the groups apart. Smaller groups have wider intervals. Released "
+                 f"counts are rounded to the nearest {ctx.policy.rounding} and counts of 1 to {ctx.policy.threshold} "
+                 "are redacted, which hides the smallest groups but does not change the ratios shown.</p>")
+    parts.append("</div>")
+    cells.append(html_cell("".join(parts), "key-findings"))
+    if rows:
+        order = list(dict.fromkeys(r.measure for r in rows))
+        periods = list(dict.fromkeys(r.period or "" for r in rows))
+        shown = sorted(rows, key=lambda r: (order.index(r.measure), periods.index(r.period or ""), -r.ratio))[:30]
+        table = pd.DataFrame({
+            "measure": [_measure_label(r.measure) for r in shown], "group": [r.group for r in shown],
+            "period": [r.period or "" for r in shown], "ratio": [r.ratio for r in shown],
+            "lower_95": [r.lower for r in shown], "upper_95": [r.upper for r in shown],
+            "compared_with_reference": [{"higher": "higher", "lower": "lower", "unclear": "no clear difference"}[r.verdict]
+                                        for r in shown]})
+        if not table["period"].astype(bool).any():
+            table = table.drop(columns="period")
+        pub.release_table(Aggregate(table, []), "key_findings",
+                          f"Key findings: ratios to {ref} with 95% confidence intervals, from the released cross-site "
+                          "tables.", section="Summary")
+        fig = S.forest_plot(shown, ref)
+        caption = (f"Key findings: ratios to {ref} with 95% confidence intervals (log scale). Points to the right of "
+                   "the dashed line are higher than the reference group.")
+        width = int(fig.get_size_inches()[0] * 100)
+        paths = pub.figure(fig, "key_findings", caption, section="Summary")
+        png = next(p for p in paths if p.suffix == ".png")
+        import base64
+
+        from pcref_eval.report.assemble import figure_html
+        cells.append(html_cell(figure_html(base64.b64encode(png.read_bytes()).decode(), caption, "summary_key_findings",
+                                           width=width), "figure"))
+    return cells
+
+
+def _period_changes(rows: list[S.RatioRow], ref: str) -> str:
+    """List items comparing a group's ratio between periods (e.g. pre and post go-live)."""
+    items = []
+    seen = set()
+    for r in rows:
+        if r.period is None or (r.measure, r.group) in seen:
+            continue
+        seen.add((r.measure, r.group))
+        same = [x for x in rows if x.measure == r.measure and x.group == r.group and x.period is not None]
+        if len(same) < 2:
+            continue
+        a, b = same[0], same[-1]
+        overlap = not (a.upper < b.lower or b.upper < a.lower)
+        direction = "narrowed" if b.ratio < a.ratio else "widened"
+        verdict = ("intervals overlap, so no clear change" if overlap else f"the gap {direction}")
+        items.append(f"<li><strong>{escape(r.group)}</strong> ({escape(_measure_label(r.measure))}): {escape(a.period)} "
+                     f"{S.fmt_ratio(a.ratio)} ({S.fmt_ratio(a.lower)} to {S.fmt_ratio(a.upper)}), {escape(b.period)} "
+                     f"{S.fmt_ratio(b.ratio)} ({S.fmt_ratio(b.lower)} to {S.fmt_ratio(b.upper)}): {verdict}.</li>")
+    return "".join(items)
+
+
+def dq_cells(ctx: ReportContext, site: dict) -> list:
+    """A site's data-quality summary: contract status, aggregated checks (released), pointer to the restricted report."""
+    from pcref_eval.publish import Aggregate, Publisher
+    cells = []
+    contracts = site.get("contracts") or {}
+    status = contracts.get("status")
+    msg = sanitize_message(contracts.get("message", ""), ctx.policy) if contracts else ""
+    label = {"ok": "passed", "warning": "passed with warnings", "failed": "failed", "skipped": "skipped"}.get(status,
+                                                                                                                "not recorded")
+    cls = "callout ok" if status == "ok" else "callout"
+    parts = [f"<p class='{cls}'>Data contracts: <strong>{label}</strong>{': ' + escape(msg) if msg else '.'}</p>"]
+    dq_dir = ctx.run_dir / "restricted" / "dq" / site["id"]
+    checks = load_validation(dq_dir / "validation.json")
+    if checks is not None and not checks.empty:
+        n, n_pass = len(checks), int(checks["passed"].sum())
+        parts.append(f"<p>{n_pass} of {n} data checks passed.</p>")
+        failing = checks[~checks["passed"]].drop(columns=["passed"])
+        cells.append(html_cell("".join(parts), "dq"))
+        parts = []
+        if not failing.empty:
+            pub = Publisher(ctx.run_dir, f"dq_{site['id']}", ctx.policy, display=False)
+            rt = pub.release_table(Aggregate(failing.reset_index(drop=True), ["rows_failing"]), "failed_checks",
+                                   f"Data checks that failed at site {site['id']} (rows failing are disclosure-"
+                                   "controlled).", section="Data quality", decimals=1)
+            cells.append(html_cell(f"<div class='table-wrap'>{rt.html}</div>", "table"))
+    completeness = load_completeness(dq_dir / "validation.json")
+    if completeness is not None and not completeness.empty:
+        if parts:
+            cells.append(html_cell("".join(parts), "dq"))
+            parts = []
+        pub = Publisher(ctx.run_dir, f"dq_{site['id']}", ctx.policy, display=False)
+        rt = pub.release_table(Aggregate(completeness, ["recorded", "total"], {"recorded_pct": ["recorded", "total"]}),
+                               "ethnicity_completeness",
+                               f"Ethnicity recording completeness at site {site['id']}: records with an ethnic "
+                               "category stated (not Z, 99 or blank).", section="Data quality", decimals=1)
+        cells.append(html_cell(f"<div class='table-wrap'>{rt.html}</div>", "table"))
+    if dq_dir.exists() and any(dq_dir.glob("*.html")):
+        parts.append("<p class='muted'>A detailed data-quality report with example rows is kept inside the secure "
+                     f"environment (restricted/dq/{escape(site['id'])}/); it is not released.</p>")
+    if parts:
+        cells.append(html_cell("".join(parts), "dq"))
+    return cells
+
+
+def load_validation(path: Path) -> pd.DataFrame | None:
+    """Aggregate check results from a contracts ``validation.json`` (tolerant of its exact layout)."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    records = data
+    if isinstance(data, dict):
+        records = next((data[k] for k in ("results", "expectations", "checks") if isinstance(data.get(k), list)), None)
+    if not isinstance(records, list) or not records:
+        return None
+    df = pd.DataFrame([r for r in records if isinstance(r, dict)])
+    pick = {"table": ("table",), "column": ("column", "columns"),
+            "check": ("expectation", "expectation_type", "check", "name", "type"),
+            "severity": ("severity", "level"), "passed": ("success", "passed", "ok"),
+            "rows_failing": ("unexpected_count", "failed_rows", "n_failed", "unexpected_rows")}
+    out = pd.DataFrame(index=df.index)
+    for col, keys in pick.items():
+        key = next((k for k in keys if k in df.columns), None)
+        out[col] = df[key] if key else None
+    if out["passed"].isna().all():
+        return None
+    out["passed"] = out["passed"].astype(bool)
+    out["rows_failing"] = pd.to_numeric(out["rows_failing"], errors="coerce")
+    for col in ("table", "column", "check", "severity"):
+        out[col] = out[col].map(lambda v: ", ".join(map(str, v)) if isinstance(v, list) else ("" if v is None else str(v)))
+    return out
+
+
+def load_completeness(path: Path) -> pd.DataFrame | None:
+    """Ethnicity recording completeness by table from a contracts ``validation.json`` (recorded, total, %)."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    rows = data.get("completeness_by_table") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not rows:
+        return None
+    df = pd.DataFrame([r for r in rows if isinstance(r, dict)])
+    if not {"table", "recorded", "total"} <= set(df.columns):
+        return None
+    df = df[["table", "recorded", "total"]].copy()
+    df["recorded_pct"] = 100 * df["recorded"] / df["total"].where(df["total"] > 0)
+    return df
+
+
+def provenance_cells(ctx: ReportContext) -> list:
+    m = ctx.manifest
+    parts = ["<p>Hashes identify exactly which input files and configuration produced this report.</p>"]
+    rows = []
+    for sid, entry in (m.get("inputs") or {}).items():
+        for name, digest in ((entry or {}).get("files") or {}).items():
+            rows.append(f"<tr><td>{escape(sid)}</td><td>{escape(name)}</td><td class='hash'>{escape(str(digest))}</td></tr>")
+    if rows:
+        parts.append("<table class='report-table'><caption><strong>Table:</strong> SHA-256 of every input file.</caption>"
+                     "<thead><tr><th>Site</th><th>File</th><th>SHA-256</th></tr></thead><tbody>"
+                     + "".join(rows) + "</tbody></table>")
+    pk = m.get("packages") or {}
+    if pk:
+        parts.append("<table class='report-table'><caption><strong>Table:</strong> Software versions.</caption>"
+                     "<thead><tr><th>Package</th><th>Version</th></tr></thead><tbody>"
+                     + "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>" for k, v in pk.items())
+                     + "</tbody></table>")
+    return [html_cell("".join(parts), "provenance")]
+
+
+# --------------------------------------------------------------------------------------- assembly
+
+
+def _read_nb(path: Path):
+    return nbformat.read(str(path), as_version=4) if path.exists() else None
+
+
+def assemble_report(ctx: ReportContext, strict: bool = True) -> nbformat.NotebookNode:
+    """The report as one notebook of markdown and output-only cells, ready for the template."""
+    cells = [html_cell(title_page(ctx), "title-page"), html_cell("<nav class='toc' id='toc'></nav>", "toc")]
+    cross_step = (ctx.overall_steps.get("cross_site") or {}).get("status")
+    cross_nb = _read_nb(ctx.notebooks / "cross_site.ipynb") if cross_step in (None, *ANALYSED_STATUSES) else None
+    cross_level, cross_sections = None, []
+    if cross_nb is not None:
+        _, cross_level, cross_sections = notebook_sections(cross_nb, strict, ctx.stats)
+    site_nbs = {}
+    for s in ctx.sites:
+        if s["analysed"]:
+            nb = _read_nb(ctx.notebooks / f"site_{s['id']}.ipynb")
+            if nb is not None:
+                site_nbs[s["id"]] = notebook_sections(nb, strict, ctx.stats)
+
+    # summary
+    cells.append(chapter("Summary of key findings"))
+    n_done = sum(s["analysed"] for s in ctx.sites)
+    cells.append(html_cell(
+        f"<p>This report compares Mental Health Act detention and related measures between ethnic groups at "
+        f"{n_done} of {len(ctx.sites)} mental health site{'s' if len(ctx.sites) != 1 else ''}, with "
+        f"{escape(ctx.reference)} as the reference group. Ratios above 1 mean a group is detained (or restrained, or "
+        "placed on a community treatment order) more often than the reference group: for these measures a higher "
+        "ratio means the group fares worse.</p>", "summary"))
+    for sec in [s for s in cross_sections if s.chapter == "summary"]:
+        cells += place_section(sec, 2, drop_heading=True)
+    cells += key_findings(ctx)
+    cells.append(html_cell(not_analysed_callout(ctx), "summary"))
+
+    # methods
+    cells.append(chapter("Methods"))
+    refs: list[str] = []
+    if ctx.config is not None:
+        methods, refs = M.methods_html(ctx.config, ctx.policy, ctx.sites, ctx.manifest)
+        cells.append(html_cell(methods, "methods"))
+    else:
+        cells.append(html_cell("<p class='callout'>The run's config.yml was not found; methods cannot be "
+                               "described.</p>", "methods"))
+
+    # results across sites
+    cells.append(chapter("Results across sites"))
+    results = [s for s in cross_sections if s.chapter == "results"]
+    if cross_nb is None:
+        reason = (ctx.overall_steps.get("cross_site") or {})
+        why = sanitize_message(reason.get("message", ""), ctx.policy) if reason else ""
+        cells.append(html_cell(f"<p class='callout'>The cross-site analysis did not run"
+                               f"{': ' + escape(why) if why else '.'}</p>", "results"))
+    for sec in results:
+        cells += place_section(sec, 3)
+
+    # results by site
+    cells.append(chapter("Results by site"))
+    for s in ctx.sites:
+        name = f"Site {s['id']}" + (f": {s['name']}" if s["name"] else "")
+        cells.append(html_cell(f"<h3 class='toc-include'>{escape(name)}</h3>", "site"))
+        if not s["analysed"] or s["id"] not in site_nbs:
+            cells.append(html_cell(f"<p class='callout'><strong>Not analysed.</strong> {escape(s['reason'])}</p>",
+                                   "site"))
+            continue
+        if s.get("go_live"):
+            cells.append(html_cell(f"<p class='muted'>PCREF go-live {s['go_live']:%d %B %Y}; extract date "
+                                   f"{s['extract_date']:%d %B %Y}.</p>", "site"))
+        _, level, sections = site_nbs[s["id"]]
+        for sec in sections:
+            if sec.chapter in ("results", "summary"):
+                cells += place_section(sec, 4)
+
+    # data quality
+    cells.append(chapter("Data quality"))
+    cells.append(html_cell("<p>Each site's extract was checked against data contracts (completeness, valid codes, "
+                           "dates in order, links between tables) before analysis. Only aggregate summaries are "
+                           "released.</p>", "dq"))
+    for sec in [s for s in cross_sections if s.chapter == "dq"]:
+        cells += place_section(sec, 3, drop_heading=_generic_title(sec.title, "dq"))
+    for s in ctx.sites:
+        name = f"Site {s['id']}" + (f": {s['name']}" if s["name"] else "")
+        cells.append(html_cell(f"<h3>{escape(name)}</h3>", "dq"))
+        cells += dq_cells(ctx, s)
+        if s["id"] in site_nbs:
+            for sec in site_nbs[s["id"]][2]:
+                if sec.chapter == "dq":
+                    cells += place_section(sec, 4, drop_heading=_generic_title(sec.title, "dq"))
+
+    # limitations
+    cells.append(chapter("Limitations"))
+    cells.append(html_cell(M.limitations_html(ctx.config, ctx.policy, ctx.sites, ctx.synthetic)
+                           if ctx.config is not None else "", "limitations"))
+    for sec in [s for s in cross_sections if s.chapter == "limitations"]:
+        cells += place_section(sec, 3, drop_heading=_generic_title(sec.title, "limitations"))
+    for sid, (_, _, sections) in site_nbs.items():
+        for sec in sections:
+            if sec.chapter == "limitations":
+                cells.append(html_cell(f"<h3>Site {escape(sid)}</h3>", "limitations"))
+                cells += place_section(sec, 4, drop_heading=_generic_title(sec.title, "limitations"))
+
+    if refs:
+        cells.append(chapter("References"))
+        cells.append(html_cell(M.references_html(refs), "references"))
+    cells.append(chapter("Appendix: provenance"))
+    cells += provenance_cells(ctx)
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = cells
+    run_id = str(ctx.manifest.get("run_id", ctx.run_dir.name))
+    nb.metadata["title"] = f"{ctx.title} (run {run_id})"
+    nb.metadata["pcref"] = {"run_id": run_id, "workbench_version": str(ctx.manifest.get("workbench_version", "")),
+                            "footer": f"{ctx.title} · run {run_id} · built {ctx.built_at:%Y-%m-%d %H:%M} UTC · "
+                                      f"disclosure control: {ctx.policy.name}"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def _generic_title(title: str | None, chapter: str) -> bool:
+    """True when a section's title only repeats its chapter's name (so the heading is dropped)."""
+    t = re.sub(r"[^a-z ]", "", (title or "").lower()).strip()
+    return t in {"dq": {"data quality", "data quality summary", "data quality checks"},
+                 "limitations": {"limitations", "limitation", "caveats", "limitations and caveats"}}[chapter]
+
+
+def write_catalogue(release: Path, catalogue: list[R.CatalogueEntry]) -> Path:
+    """``release/report-figures-and-tables.md``: each numbered table/figure with its caption and released files."""
+    files: dict[str, list[str]] = {}
+    for index in sorted((release / "index").glob("*.json")):
+        try:
+            data = json.loads(index.read_text())
+        except ValueError:
+            continue
+        for e in data.get("entries", []):
+            files[f"{data.get('prefix')}_{e.get('name')}"] = e.get("files", [])
+    lines = ["# Tables and figures in the report", "",
+             "Numbers as in report.html / report.pdf / report.docx. Files are in this release folder.", ""]
+    for e in catalogue:
+        f = ", ".join(f"`{x}`" for x in files.get(e.name, []))
+        lines.append(f"- **{e.kind.capitalize()} {e.number}.** {e.caption}" + (f"  \n  files: {f}" if f else ""))
+    path = release / CATALOGUE_FILE
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def build_report(run_dir: Path, formats: list[str] | tuple[str, ...] = ("html",), site_steps: dict | None = None,
+                 *, pdf_engine: str = "weasyprint", strict: bool = True) -> dict[str, Path]:
+    """Build the report of a run into ``run_dir/release`` and return ``{format: path}``.
+
+    ``formats``: any of ``html``, ``pdf``, ``docx``. ``site_steps``: ``{site_id: {step: StepResult}}`` (or
+    dicts with status/message); without it the manifest's ``sites`` are used. ``pdf_engine``: ``weasyprint``
+    (pip only, default), ``chromium`` (headless Chromium, must be installed) or ``auto`` (Chromium when
+    installed, else WeasyPrint). ``strict``: keep only outputs published through the Publisher (plus
+    Markdown), dropping other HTML and image displays.
+    """
+    formats = [f.lower() for f in formats]
+    bad = [f for f in formats if f not in REPORT_FORMATS]
+    if bad:
+        raise ValueError(f"unknown report format(s) {bad}; choose from {list(REPORT_FORMATS)}")
+    if pdf_engine not in PDF_ENGINES:
+        raise ValueError(f"unknown pdf_engine {pdf_engine!r}; choose from {list(PDF_ENGINES)}")
+    run_dir = Path(run_dir)
+    ctx = load_context(run_dir, site_steps)
+    ctx.release.mkdir(parents=True, exist_ok=True)
+    nb = assemble_report(ctx, strict)
+    html, catalogue = R.finalize_html(R.export_html(nb, ctx.notebooks))
+    fetches = R.external_references(html)
+    if fetches:
+        raise ReportError(f"report HTML would fetch external resources: {fetches[:5]}")
+    log.info("report: %d code input(s) and %d output(s) left out; %d untagged output(s) kept",
+             ctx.stats.code_inputs, ctx.stats.dropped_outputs, ctx.stats.untagged_kept)
+    outputs: dict[str, Path] = {}
+    html_path = ctx.release / "report.html"
+    html_path.write_text(html, encoding="utf-8")
+    if "html" in formats:
+        outputs["html"] = html_path
+    if "pdf" in formats:
+        pdf = ctx.release / "report.pdf"
+        engine = pdf_engine
+        if engine == "auto":
+            engine = "chromium" if R.find_chromium() else "weasyprint"
+        if engine == "chromium":
+            outputs["pdf"] = R.write_pdf_chromium(html_path, pdf)
+        else:
+            outputs["pdf"] = R.write_pdf_weasyprint(html, pdf)
+    if "docx" in formats:
+        outputs["docx"] = R.write_docx(html, ctx.release / "report.docx")
+    if "html" not in formats:
+        html_path.unlink()
+    write_catalogue(ctx.release, catalogue)
+    return outputs

@@ -1,0 +1,351 @@
+"""Rendering the assembled report notebook: offline HTML (nbconvert), PDF (WeasyPrint or Chromium), DOCX (pandoc).
+
+The HTML is one self-contained file: the project template (``pcref_eval/templates/pcref_report``)
+inlines its stylesheet and loads no scripts; images are data URIs. After export, :func:`finalize_html`
+removes anything a browser would fetch from elsewhere (belt and braces), numbers tables and
+figures, gives headings unique ids and fills the table of contents.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bs4 import BeautifulSoup
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATE_NAME = "pcref_report"
+#: Elements and the attributes through which a browser fetches a resource.
+FETCHING_ATTRS = {"img": ["src", "srcset"], "script": ["src"], "link": ["href"], "iframe": ["src"], "frame": ["src"],
+                  "embed": ["src"], "object": ["data"], "source": ["src", "srcset"], "video": ["src", "poster"],
+                  "audio": ["src"], "track": ["src"], "input": ["src"], "image": ["href", "xlink:href"],
+                  "use": ["href", "xlink:href"], "feimage": ["href", "xlink:href"], "base": ["href"]}
+#: Tables with more columns than this go on a landscape page in print.
+WIDE_TABLE_COLUMNS = 9
+CSS_URL = re.compile(r"url\(\s*['\"]?(?!data:|#)([^'\")]+)['\"]?\s*\)|@import", re.IGNORECASE)
+
+
+def export_html(nb, resources_path: Path) -> str:
+    """Render the report notebook with nbconvert's HTMLExporter and the project template."""
+    from nbconvert import HTMLExporter
+    exporter = HTMLExporter(template_name=TEMPLATE_NAME, extra_template_basedirs=[str(TEMPLATES)],
+                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                            embed_images=True, sanitize_html=False)
+    import logging
+    exporter.log.setLevel(logging.ERROR)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"path": str(resources_path), "name": "report"}})
+    return body
+
+
+def external_references(html: str) -> list[str]:
+    """Every URL in ``html`` that a browser would fetch (not data: URIs, fragments or plain links)."""
+    soup = BeautifulSoup(html, "html.parser")
+    found = []
+    for tag in soup.find_all(True):
+        for attr in FETCHING_ATTRS.get(tag.name.lower(), []):
+            val = tag.get(attr)
+            if val and not str(val).startswith(("data:", "#")):
+                found.append(f"<{tag.name} {attr}={val[:80]}>")
+        if tag.name == "meta" and str(tag.get("http-equiv", "")).lower() == "refresh":
+            found.append("<meta http-equiv=refresh>")
+        style = tag.get("style")
+        if style and CSS_URL.search(style):
+            found.append(f"<{tag.name} style=...url(...)>")
+    for style in soup.find_all("style"):
+        for m in CSS_URL.finditer(style.get_text()):
+            found.append(f"<style> {m.group(0)[:80]}")
+    return found
+
+
+def _strip_fetching(soup: BeautifulSoup) -> int:
+    """Remove scripts, frames and any element or style that would fetch a non-embedded resource."""
+    doomed = list(soup.find_all(["script", "iframe", "frame", "embed", "object", "base"]))
+    for tag in soup.find_all(True):
+        for attr in FETCHING_ATTRS.get(tag.name.lower(), []):
+            val = tag.get(attr)
+            if val and not str(val).startswith(("data:", "#")):
+                doomed.append(tag)
+                break
+        if tag.name == "meta" and str(tag.get("http-equiv", "")).lower() == "refresh":
+            doomed.append(tag)
+    removed = 0
+    for tag in doomed:
+        if not getattr(tag, "decomposed", False):
+            tag.decompose()
+            removed += 1
+    for tag in soup.find_all(True):  # no scripting at all: event handlers and javascript: links go too
+        for attr in [a for a in tag.attrs if a.lower().startswith("on")]:
+            del tag[attr]
+            removed += 1
+        if str(tag.get("href", "")).strip().lower().startswith("javascript:"):
+            del tag["href"]
+            removed += 1
+    for tag in soup.find_all(style=True):
+        if CSS_URL.search(tag["style"]):
+            del tag["style"]
+            removed += 1
+    for style in soup.find_all("style"):
+        text = style.get_text()
+        if CSS_URL.search(text):
+            style.string = CSS_URL.sub("none", text)
+            removed += 1
+    return removed
+
+
+@dataclass
+class CatalogueEntry:
+    """A numbered table or figure in the report."""
+
+    kind: str
+    number: int
+    caption: str
+    name: str
+    anchor: str
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "section"
+
+
+def finalize_html(html: str) -> tuple[str, list[CatalogueEntry]]:
+    """Post-process exported HTML: offline, numbered, unique heading ids, table of contents, cross-references."""
+    soup = BeautifulSoup(html, "html.parser")
+    for a in soup.select("a.anchor-link"):
+        a.decompose()
+    _strip_fetching(soup)
+    for el in soup.select("[tabindex]"):
+        del el["tabindex"]
+    for table in soup.select("table.pcref-table, table.report-table"):
+        header = table.find("tr")
+        n_cols = len(header.find_all(["th", "td"])) if header else 0
+        wrap = table.parent if table.parent is not None and "table-wrap" in (table.parent.get("class") or []) else None
+        if wrap is None:
+            wrap = soup.new_tag("div", attrs={"class": "table-wrap"})
+            table.wrap(wrap)
+        if n_cols > WIDE_TABLE_COLUMNS:
+            wrap["class"] = list(dict.fromkeys([*wrap.get("class", []), "wide"]))
+            table["class"] = list(dict.fromkeys([*table.get("class", []), "wide"]))
+    catalogue: list[CatalogueEntry] = []
+    names: dict[str, CatalogueEntry] = {}
+    for n, table in enumerate(soup.select("table.pcref-table, table.report-table"), 1):
+        cap = table.find("caption")
+        text = ""
+        if cap is not None:
+            strong = cap.find("strong")
+            if strong is not None and strong.get_text().strip().lower().startswith("table"):
+                strong.string = f"Table {n}."
+            else:
+                cap.insert(0, BeautifulSoup(f"<strong>Table {n}.</strong> ", "html.parser"))
+            text = cap.get_text(" ", strip=True).split(".", 1)[-1].strip()
+        anchor = f"table-{n}"
+        table["id"] = anchor
+        entry = CatalogueEntry("table", n, text, table.get("data-pcref-table", ""), anchor)
+        catalogue.append(entry)
+        if entry.name:
+            names[entry.name] = entry
+    for n, fig in enumerate(soup.select("figure.pcref-figure"), 1):
+        cap = fig.find("figcaption")
+        strong = cap.find("strong") if cap else None
+        if strong is not None:
+            strong.string = f"Figure {n}."
+        text = cap.get_text(" ", strip=True).split(".", 1)[-1].strip() if cap else ""
+        anchor = f"figure-{n}"
+        fig["id"] = anchor
+        entry = CatalogueEntry("figure", n, text, fig.get("data-pcref-figure", ""), anchor)
+        catalogue.append(entry)
+        if entry.name and entry.name not in names:  # a table and a figure may share a name: refer to the table
+            names[entry.name] = entry
+    for a in soup.select("a.xref[data-ref]"):
+        target = names.get(a["data-ref"])
+        if target is None:
+            a.replace_with(a.get_text())
+        else:
+            a["href"] = f"#{target.anchor}"
+            a.string = f"{target.kind.capitalize()} {target.number}"
+    seen: set[str] = set()
+    toc_items: list[tuple[int, str, str]] = []
+    for h in soup.find_all(["h1", "h2", "h3", "h4", "h5", "h6"]):
+        if h.find_parent("nav"):
+            continue
+        base = _slug(h.get_text(" ", strip=True))
+        hid, k = base, 2
+        while hid in seen:
+            hid, k = f"{base}-{k}", k + 1
+        seen.add(hid)
+        h["id"] = hid
+        level = int(h.name[1])
+        if level == 2 or (level == 3 and "toc-include" in (h.get("class") or [])):
+            toc_items.append((level, hid, h.get_text(" ", strip=True)))
+    nav = soup.find("nav", id="toc")
+    if nav is not None:
+        html_items, open_sub = [], False
+        for level, hid, text in toc_items:
+            if level == 2:
+                if open_sub:
+                    html_items.append("</ol></li>")
+                    open_sub = False
+                elif html_items:
+                    html_items.append("</li>")
+                html_items.append(f"<li><a href='#{hid}'>{_escape(text)}</a>")
+            else:
+                if not open_sub:
+                    html_items.append("<ol>")
+                    open_sub = True
+                html_items.append(f"<li><a href='#{hid}'>{_escape(text)}</a></li>")
+        if open_sub:
+            html_items.append("</ol></li>")
+        elif html_items:
+            html_items.append("</li>")
+        nav.append(BeautifulSoup(f"<h2 class='toc-title'>Contents</h2><ol>{''.join(html_items)}</ol>", "html.parser"))
+    return str(soup), catalogue
+
+
+def _escape(text: str) -> str:
+    from html import escape
+    return escape(text)
+
+
+# ---------------------------------------------------------------------------------------------- PDF
+
+
+def _offline_fetcher():
+    """A WeasyPrint URL fetcher that only resolves ``data:`` URIs (the report embeds everything)."""
+    try:
+        from weasyprint.urls import URLFetcher  # WeasyPrint >= 66: fetchers are objects
+        return URLFetcher(allowed_protocols={"data"})
+    except ImportError:  # older WeasyPrint: a function
+        from weasyprint import default_url_fetcher
+
+        def fetch(url, *args, **kwargs):
+            if not url.startswith("data:"):
+                raise ValueError(f"report PDF: refusing to fetch {url[:80]} (reports render offline)")
+            return default_url_fetcher(url, *args, **kwargs)
+        return fetch
+
+
+def write_pdf_weasyprint(html: str, out: Path) -> Path:
+    """A4 PDF with WeasyPrint (pip-only); the same HTML, print stylesheet rules apply."""
+    import logging
+
+    import weasyprint
+    for name in ("weasyprint", "fontTools"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    weasyprint.HTML(string=html, url_fetcher=_offline_fetcher(), base_url=str(out.parent)).write_pdf(str(out))
+    return out
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def chromium_flags(user_data_dir: Path) -> list[str]:
+    """Flags for a headless Chromium that makes no network requests of its own."""
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+            "--disable-default-apps", "--metrics-recording-only", "--mute-audio", "--no-default-browser-check",
+            "--disable-domain-reliability", "--disable-client-side-phishing-detection",
+            "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication",
+            f"--user-data-dir={user_data_dir}"]
+
+
+def write_pdf_chromium(html_path: Path, out: Path, timeout: int = 180) -> Path:
+    """A4 PDF with headless Chromium (when installed); the print stylesheet sets the page size."""
+    exe = find_chromium()
+    if exe is None:
+        raise FileNotFoundError("chromium is not installed; use the WeasyPrint PDF engine")
+    with tempfile.TemporaryDirectory(prefix="pcref-chromium-") as tmp:
+        cmd = [exe, *chromium_flags(Path(tmp)), "--no-pdf-header-footer", f"--print-to-pdf={out}",
+               html_path.resolve().as_uri()]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or not out.exists():
+        raise RuntimeError(f"chromium could not print the report (exit {proc.returncode}): {proc.stderr[-500:]}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------- DOCX
+
+
+def docx_html(html: str) -> str:
+    """The report HTML adapted for pandoc: no contents list (Word builds its own), no footer."""
+    soup = BeautifulSoup(html, "html.parser")
+    for sel in ("nav.toc", "footer.report-footer", "style", "title", "meta"):
+        for el in soup.select(sel):
+            el.decompose()
+    for sup in soup.select("sup.cite"):
+        sup.string = sup.get_text()
+    return str(soup)
+
+
+def write_docx(html: str, out: Path) -> Path:
+    """Word document via pandoc (pypandoc-binary): real Word tables, embedded figures, A4 pages."""
+    import pypandoc
+    with tempfile.TemporaryDirectory(prefix="pcref-docx-") as tmp:
+        src = Path(tmp) / "report.html"
+        src.write_text(docx_html(html), encoding="utf-8")
+        pypandoc.convert_file(str(src), "docx", format="html", outputfile=str(out),
+                              extra_args=[f"--resource-path={tmp}"])
+    _polish_docx(out)
+    return out
+
+
+def _polish_docx(path: Path) -> None:
+    """A4 portrait pages with 2 cm margins; light horizontal rules on every table."""
+    import docx
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+    from docx.shared import Cm, Mm
+
+    doc = docx.Document(str(path))
+    for section in doc.sections:
+        section.page_width, section.page_height = Mm(210), Mm(297)
+        for side in ("left_margin", "right_margin", "top_margin", "bottom_margin"):
+            setattr(section, side, Cm(2))
+    for table in doc.tables:
+        tbl_pr = table._tbl.tblPr
+        borders = OxmlElement("w:tblBorders")
+        for edge, size in (("top", 8), ("bottom", 8), ("insideH", 4)):
+            el = OxmlElement(f"w:{edge}")
+            el.set(qn("w:val"), "single")
+            el.set(qn("w:sz"), str(size))
+            el.set(qn("w:space"), "0")
+            el.set(qn("w:color"), "808080")
+            borders.append(el)
+        for old in tbl_pr.findall(qn("w:tblBorders")):
+            tbl_pr.remove(old)
+        tbl_pr.append(borders)
+        if table.rows:
+            for cell in table.rows[0].cells:
+                for p in cell.paragraphs:
+                    for run in p.runs:
+                        run.bold = True
+            tr_pr = table.rows[0]._tr.get_or_add_trPr()
+            header = OxmlElement("w:tblHeader")
+            tr_pr.append(header)
+        for row in table.rows:
+            tr_pr = row._tr.get_or_add_trPr()
+            cant = OxmlElement("w:cantSplit")
+            tr_pr.append(cant)
+    doc.save(str(path))
+
+
+def png_is_blank(png: bytes) -> bool:
+    """True if an image is (nearly) one colour."""
+    import io
+
+    from PIL import Image, ImageStat
+    with Image.open(io.BytesIO(png)) as im:
+        stat = ImageStat.Stat(im.convert("L"))
+        return stat.stddev[0] < 2.0
+
+
+def data_uri_png(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")

@@ -1,0 +1,86 @@
+"""The report renders offline: headless Chromium makes no page-initiated network request and paints a
+non-blank page; the PDF's first page renders with pdftoppm.
+
+These tests need Debian's ``chromium`` and ``poppler-utils`` (CI installs them). If a binary is
+missing they fail with a message saying what to install: they never skip silently.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pcref_eval.report.render import chromium_flags, find_chromium, png_is_blank
+
+
+def _require(binary: str | None, name: str, package: str) -> str:
+    if binary is None:
+        pytest.fail(f"{name} is not installed: this test needs it (apt-get install -y {package}); "
+                    f"CI installs it via .ci/run", pytrace=False)
+    return binary
+
+
+def page_requests(html: Path, workdir: Path) -> tuple[list[str], bytes, str]:
+    """Open ``html`` in headless Chromium; return (URLs the page asked for over the network, screenshot, stderr).
+
+    Chromium logs every network request to a NetLog. Requests the browser makes for itself
+    (component updates, time sync, account checks) have initiator "not an origin"; requests made
+    because of the page carry the page's (file://) isolation key. Only the latter are returned.
+    """
+    exe = _require(find_chromium(), "chromium", "chromium")
+    netlog, shot = workdir / "netlog.json", workdir / "shot.png"
+    cmd = [exe, *chromium_flags(workdir / "profile"), f"--log-net-log={netlog}", "--net-log-capture-mode=Everything",
+           "--hide-scrollbars", "--window-size=1200,1600", f"--screenshot={shot}", html.resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = json.loads(netlog.read_text())
+    types = {v: k for k, v in log["constants"]["logEventTypes"].items()}
+    urls = []
+    for event in log["events"]:
+        params = event.get("params") or {}
+        if types.get(event["type"]) != "URL_REQUEST_START_JOB" or "url" not in params:
+            continue
+        if params.get("initiator") == "not an origin" and "file://" not in str(params.get("network_isolation_key")):
+            continue  # the browser's own background traffic, not caused by the page
+        if not params["url"].startswith(("file:", "data:")):
+            urls.append(params["url"])
+    return urls, shot.read_bytes() if shot.exists() else b"", proc.stderr
+
+
+def test_detector_sees_requests_a_page_makes(tmp_path):
+    """Negative control: a page with a CDN script and a remote image is caught."""
+    page = tmp_path / "planted.html"
+    page.write_text("<html><body><p>x</p><img src='http://pcref-test.invalid/x.png'>"
+                    "<script src='https://cdn.pcref-test.invalid/require.js'></script></body></html>")
+    urls, _, _ = page_requests(page, tmp_path)
+    assert any("pcref-test.invalid/x.png" in u for u in urls)
+    assert any("require.js" in u for u in urls)
+
+
+def test_report_html_opens_in_chromium_without_network(built_run, tmp_path):
+    run_dir, outputs = built_run
+    urls, shot, stderr = page_requests(outputs["html"], tmp_path)
+    assert "Page load failed" not in stderr
+    assert urls == [], f"the report made network requests: {urls}"
+    assert shot, "chromium wrote no screenshot"
+    assert not png_is_blank(shot), "the report's screenshot is blank"
+
+
+def test_pdf_first_page_renders(built_run, tmp_path):
+    run_dir, outputs = built_run
+    exe = _require(shutil.which("pdftoppm"), "pdftoppm", "poppler-utils")
+    pdf = outputs["pdf"]
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    subprocess.run([exe, "-f", "1", "-l", "1", "-r", "40", "-png", str(pdf), str(tmp_path / "page")], check=True,
+                   timeout=120)
+    pages = sorted(tmp_path.glob("page*.png"))
+    assert pages, "pdftoppm rendered nothing"
+    assert not png_is_blank(pages[0].read_bytes())
+    info = subprocess.run([shutil.which("pdfinfo") or "pdfinfo", str(pdf)], capture_output=True, text=True)
+    if info.returncode == 0:  # A4 portrait first page: 595 x 842 pt
+        size = next(line for line in info.stdout.splitlines() if line.startswith("Page size"))
+        assert "595" in size and ("841" in size or "842" in size), size
