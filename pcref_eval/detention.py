@@ -140,17 +140,21 @@ def detention_incidence(cohort: pd.DataFrame, group_col: str = "broad_group",
 
 
 def incidence_curves(cohort: pd.DataFrame, group_col: str = "broad_group", threshold: int = 7,
-                     step_years: float = 1 / 12) -> pd.DataFrame:
+                     step_years: float = 1 / 12, rounding: int = 5) -> pd.DataFrame:
     """Cumulative incidence on a monthly grid, kept only while at least ``threshold`` remain at risk.
 
     A coarse fixed grid (not every event time) is what the released figure draws, so no step
-    describes an individual.
+    describes an individual; the count columns are rounded to the nearest ``rounding`` (the
+    figure's number-at-risk row shows them), so no unrounded count reaches a released figure.
     """
     df = with_time_in_years(_recorded_only(cohort, group_col))
     df[group_col] = df[group_col].astype(str)
     grid = np.arange(0, df["years"].max() + step_years, step_years)
     cif = cumulative_incidence(df, "years", "status", cause=STATUS_DETENTION, group_col=group_col, times=grid)
-    return cif[cif["n_risk"] >= threshold]
+    cif = cif[cif["n_risk"] >= threshold].copy()
+    for col in ("n_risk", "n_event", "n_competing", "n_censored"):
+        cif[col] = (np.floor(cif[col] / rounding + 0.5) * rounding).astype(int)
+    return cif
 
 
 def focus_grouping(cohort: pd.DataFrame, reference: str) -> pd.Series:

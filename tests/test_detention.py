@@ -121,3 +121,18 @@ def test_gap_estimator_is_unbiased_over_seeds(tmp_path):
         ses.append((np.log(r["upper"]) - np.log(r["lower"])) / (2 * Z95))
     mean_se = np.sqrt(np.sum(np.square(ses))) / len(ses)
     assert abs(np.mean(logs) - np.log(TRUTH.implementation_effect)) <= 3 * mean_se
+
+
+def test_incidence_curves_release_only_rounded_counts_above_threshold(pooled):
+    cohort, _, _ = pooled
+    curves = detention.incidence_curves(cohort[cohort["site_id"] == "site_d"], "broad_group", threshold=7)
+    assert (curves["n_risk"] >= 5).all()
+    for col in ("n_risk", "n_event", "n_competing", "n_censored"):
+        assert (curves[col] % 5 == 0).all(), col
+
+
+def test_forest_labels_never_print_nan():
+    from pcref_eval.survival.plots import forest_label
+    assert forest_label(1.0, np.nan, np.nan).strip() == "1.00 (reference)"
+    assert forest_label(np.nan, np.nan, np.nan).strip() == "[REDACTED]"
+    assert forest_label(2.5, 2.0, 3.1).strip() == "2.50 (2.00, 3.10)"

@@ -166,6 +166,15 @@ def plot_cumulative_incidence(
     return _curve_figure(cif_table, "estimate", 0.0, ylabel, xlabel, title, conf_int, risk_table, risk_times, xmax, groups, path, ylim)
 
 
+def forest_label(estimate: float, lower: float, upper: float) -> str:
+    """Value label of a forest-plot row: "1.00 (reference)", "[REDACTED]" or "2.31 (1.90, 2.80)"."""
+    if not np.isfinite(estimate):
+        return "  [REDACTED]"
+    if not (np.isfinite(lower) and np.isfinite(upper)):
+        return f"  {estimate:.2f} (reference)" if estimate == 1 else f"  {estimate:.2f}"
+    return f"  {estimate:.2f} ({lower:.2f}, {upper:.2f})"
+
+
 def plot_forest(
     table: pd.DataFrame,
     label_col: str = "term",
@@ -207,7 +216,7 @@ def plot_forest(
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     for yi, e, a, b in zip(y, est, lo, hi):
-        ax.text(ax.get_xlim()[1], yi, f"  {e:.2f} ({a:.2f}, {b:.2f})", va="center", ha="right", fontsize=8.5)
+        ax.text(ax.get_xlim()[1], yi, forest_label(e, a, b), va="center", ha="right", fontsize=8.5)
     ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title, loc="left")
