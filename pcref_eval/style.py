@@ -64,6 +64,16 @@ def save_figure(fig, path_stem: str | Path) -> list[Path]:
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     svg, png = stem.with_suffix(".svg"), stem.with_suffix(".png")
-    fig.savefig(svg, bbox_inches="tight", metadata={"Date": None})
-    fig.savefig(png, dpi=PNG_DPI, bbox_inches="tight", metadata={"Software": None})
+    bbox = tight_bbox(fig)
+    fig.savefig(svg, bbox_inches=bbox, metadata={"Date": None})
+    fig.savefig(png, dpi=PNG_DPI, bbox_inches=bbox, metadata={"Software": None})
     return [svg, png]
+
+
+def tight_bbox(fig, pad_inches: float = 0.1):
+    """The figure's tight bounding box (inches), computed once and reused for every format.
+
+    Equivalent to ``bbox_inches="tight"``, which redraws the whole figure on each save to find it.
+    """
+    fig.canvas.draw()
+    return fig.get_tightbbox(fig.canvas.get_renderer()).padded(pad_inches)

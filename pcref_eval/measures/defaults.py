@@ -72,3 +72,8 @@ def measure_registry(user_measures: list[MeasureDefinition] | None = None, inclu
     out = [by_id.pop(m.id, m) for m in default_measures()] if include_defaults else []
     out += [m for m in user if m.id in by_id]
     return out
+
+
+#: Measures whose interrupted-time-series chart the site report draws (the forest plot and table cover all):
+#: the headline PCREF questions: detained more, restrained more, referred through police/emergency routes.
+HEADLINE_ITS_MEASURES = ["detentions", "ri_incidents", "adverse_pathway"]
