@@ -229,3 +229,23 @@ def site_gap_estimates(cohort: pd.DataFrame, go_live: dict[str, date], reference
     out = pd.DataFrame(rows)
     out.attrs["skipped"] = skipped
     return out
+
+
+def ph_caveat(ph_test: pd.DataFrame, alpha: float = 0.05) -> str:
+    """Report text on the proportional-hazards check: which terms fail and what that means for reading.
+
+    A failing group term means the hazard ratio changes with time since referral: the reported
+    hazard ratio is then a time-averaged effect, and the Kaplan-Meier and cumulative incidence
+    curves show how the gap evolves (a step-function model, ``survival.step_function_cox``, gives
+    interval-specific ratios).
+    """
+    terms = ph_test[(ph_test["term"] != "GLOBAL") & (ph_test["p"] < alpha)]["term"].tolist()
+    glob = ph_test[ph_test["term"] == "GLOBAL"]["p"]
+    if not terms:
+        return (f"Proportional hazards: no covariate's Schoenfeld residual test is significant at {alpha:g}"
+                + (f" (global p = {glob.iloc[0]:.3f})." if len(glob) else "."))
+    names = ", ".join(t.replace(GROUP_PREFIX, "") for t in terms)
+    return (f"**Caveat (proportional hazards):** the Schoenfeld residual test rejects proportional hazards at "
+            f"{alpha:g} for {names}. For these terms the hazard ratio varies with time since referral and the "
+            f"reported value is a time-averaged effect; read it with the Kaplan-Meier and cumulative incidence "
+            f"curves, or fit interval-specific ratios with a step-function model.")

@@ -136,3 +136,12 @@ def test_forest_labels_never_print_nan():
     assert forest_label(1.0, np.nan, np.nan).strip() == "1.00 (reference)"
     assert forest_label(np.nan, np.nan, np.nan).strip() == "[REDACTED]"
     assert forest_label(2.5, 2.0, 3.1).strip() == "2.50 (2.00, 3.10)"
+
+
+def test_ph_caveat_names_failing_terms():
+    ph = pd.DataFrame({"term": ["group=Black African", "age_per_10y", "GLOBAL"], "statistic": [9.0, 0.1, 9.1],
+                       "df": [1, 1, 2], "p": [0.003, 0.75, 0.01]})
+    text = detention.ph_caveat(ph)
+    assert "Caveat" in text and "Black African" in text and "age_per_10y" not in text
+    ok = detention.ph_caveat(ph.assign(p=[0.5, 0.75, 0.6]))
+    assert "no covariate" in ok and "0.600" in ok
