@@ -51,24 +51,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check-release", help="scan a run's release/ folder for disclosive content")
     c.add_argument("run_dir", type=Path)
+
+    h = sub.add_parser("runs", help="list past runs from the run registry (newest first)")
+    h.add_argument("--config", type=Path, default=None, help="list the runs of this config's outputs folder")
+    h.add_argument("--outputs", type=Path, default=None,
+                   help=f"outputs folder whose registry.sqlite to read (default {REPO_ROOT / 'outputs'})")
+    h.add_argument("--registry", default=None, help="SQLAlchemy URL of a shared registry (e.g. postgresql://...)")
+    h.add_argument("--limit", type=int, default=20)
+    h.add_argument("--all-outputs", action="store_true", help="with a shared registry: runs of every outputs folder")
+    h.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--executor", choices=["serial", "process"], default="process",
-                   help="how site notebooks run: one after another, or in a process pool")
+    p.add_argument("--executor", choices=["serial", "process", "dask"], default=None,
+                   help="how site notebooks run: one after another, in a process pool (default), or as tasks "
+                        "on a Dask cluster (see --scheduler)")
     p.add_argument("--workers", type=int, default=None, help="process pool size (default: one per core)")
+    p.add_argument("--scheduler", default=None,
+                   help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (implies --executor dask; without it "
+                        "--executor dask starts a local cluster)")
+    p.add_argument("--force", action="store_true", help="re-run every step, even those whose inputs are unchanged")
+    p.add_argument("--if-changed", action="store_true",
+                   help="exit 0 at once, creating no run, when no input changed since the latest successful run")
+    p.add_argument("--registry", default=None,
+                   help="SQLAlchemy URL of the run registry (default sqlite:///<outputs>/registry.sqlite)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pcref_eval.config import ConfigError
     from pcref_eval.extract import ExtractError
+    from pcref_eval.runner.lock import RunLocked
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, ExtractError, FileExistsError) as exc:
         print(f"pcref-eval {args.command}: {exc}", file=sys.stderr)
         return 2
+    except RunLocked as exc:
+        print(f"pcref-eval {args.command}: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -89,7 +111,13 @@ def cmd_run(args) -> int:
 
 def _run(config, args) -> int:
     from pcref_eval.runner.pipeline import RunOptions, run_evaluation
-    result = run_evaluation(config, RunOptions(executor=args.executor, workers=args.workers))
+    executor = args.executor or ("dask" if args.scheduler else "process")
+    result = run_evaluation(config, RunOptions(executor=executor, workers=args.workers, scheduler=args.scheduler,
+                                               force=args.force, if_changed=args.if_changed,
+                                               registry=args.registry))
+    if result.skipped:
+        print(f"latest run folder: {result.run_dir}")
+        return 0
     if result.report:
         print(f"report: {result.report}")
     print(f"run folder: {result.run_dir}")
@@ -114,8 +142,27 @@ def cmd_check_release(args) -> int:
     return check_release_command(args.run_dir)
 
 
+def cmd_runs(args) -> int:
+    import json
+
+    from pcref_eval.runner.registry import Registry, default_url, format_runs
+    outputs = args.outputs
+    if args.config is not None:
+        from pcref_eval.config import load_config
+        outputs = load_config(args.config).outputs.dir
+    outputs = outputs or REPO_ROOT / "outputs"
+    url = args.registry or default_url(outputs)
+    if not args.registry and not (outputs / "registry.sqlite").exists():
+        print(f"no run registry at {outputs / 'registry.sqlite'} (no run has finished there yet)")
+        return 0
+    registry = Registry(url)
+    runs = registry.list_runs(limit=args.limit, outputs_dir=None if args.all_outputs else outputs)
+    print(json.dumps(runs, indent=2, default=str) if args.json else format_runs(runs))
+    return 0
+
+
 COMMANDS = {"synth": cmd_synth, "run": cmd_run, "demo": cmd_demo, "validate": cmd_validate,
-            "check-release": cmd_check_release}
+            "check-release": cmd_check_release, "runs": cmd_runs}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 import pcref_eval
@@ -29,10 +31,64 @@ def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path, ti
 
     output.parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("papermill").setLevel(logging.WARNING)
+    # Kernels run side by side (process pool, Dask workers): each job gets its own connection folder
+    # and TCP transport, so two kernels never share IPC socket files (the "Invalid Signature" then
+    # 60 s timeout collision). The kernel's working folder is given to nbclient directly rather than
+    # through papermill's ``cwd`` (a process-wide chdir, unsafe with several threads per worker).
+    with tempfile.TemporaryDirectory(prefix="pcref-kernel-") as runtime:
+        try:
+            pm.execute_notebook(
+                str(source), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
+                progress_bar=False, log_output=False, execution_timeout=timeout,
+                config=_kernel_config(Path(runtime)), resources={"metadata": {"path": str(cwd)}},
+                kernel_manager_class=_kernel_manager_class(),
+            )
+        except PapermillExecutionError as exc:
+            raise NotebookFailed(source, f"{exc.ename}: {exc.evalue}".strip()) from None
+
+
+def _kernel_config(runtime: Path):
+    """traitlets config for the kernel manager: TCP on loopback, connection file in ``runtime``."""
+    from traitlets.config import Config
+    c = Config()
+    c.KernelManager.transport = "tcp"
+    c.KernelManager.ip = "127.0.0.1"
+    c.KernelManager.connection_file = str(runtime / "kernel.json")
+    if _has_curve():  # encrypt the loopback channels when the kernelspec supports it (silences a warning)
+        c.KernelManager.transport_encryption = "auto"
+    return c
+
+
+def _has_curve() -> bool:
     try:
-        pm.execute_notebook(
-            str(source), str(output), parameters=parameters, kernel_name=KERNEL_NAME, cwd=str(cwd),
-            progress_bar=False, log_output=False, execution_timeout=timeout,
-        )
-    except PapermillExecutionError as exc:
-        raise NotebookFailed(source, f"{exc.ename}: {exc.evalue}".strip()) from None
+        import zmq
+        from jupyter_client.manager import KernelManager
+        return zmq.has("curve") and KernelManager.class_traits().get("transport_encryption") is not None
+    except Exception:
+        return False
+
+
+_KM_CLASS = None
+
+
+def _kernel_manager_class():
+    """An AsyncKernelManager whose kernels import the same ``pcref_eval`` as this process.
+
+    From a source checkout (package not installed), the kernel started in the run folder could not
+    import ``pcref_eval`` or could import a different copy: the checkout goes first on its PYTHONPATH.
+    """
+    global _KM_CLASS
+    if _KM_CLASS is None:
+        from jupyter_client.manager import AsyncKernelManager
+
+        class PcrefKernelManager(AsyncKernelManager):
+            async def start_kernel(self, **kw):
+                env = dict(kw.pop("env", None) or os.environ)
+                root = str(Path(pcref_eval.__file__).resolve().parent.parent)
+                if (Path(root) / "pyproject.toml").exists():
+                    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+                    env["PYTHONPATH"] = os.pathsep.join([root, *parts])
+                return await super().start_kernel(env=env, **kw)
+
+        _KM_CLASS = PcrefKernelManager
+    return _KM_CLASS

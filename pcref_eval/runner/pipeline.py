@@ -19,7 +19,6 @@ from __future__ import annotations
 import shutil
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,18 +28,37 @@ from pcref_eval import __version__
 from pcref_eval.config import EvaluationConfig, write_config
 from pcref_eval.runner.manifest import (combined_hash, folder_hashes, git_commit, package_versions, utc_now,
                                         write_manifest)
+from pcref_eval.runner.cache import (CachePlan, reuse_cross_site, reuse_release_check, reuse_report,
+                                     reuse_site)
+from pcref_eval.runner.executors import default_workers, run_jobs
+from pcref_eval.runner.lock import RunLock, remove_stale_staging
 from pcref_eval.runner.notebooks import CROSS_SITE_NOTEBOOK, SITE_NOTEBOOK, NotebookFailed, execute_notebook
+from pcref_eval.runner.registry import safely
 
 Echo = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run: executor for site notebooks and worker count."""
+    """How to run: executor for site notebooks and worker count.
 
-    executor: Literal["serial", "process"] = "process"
+    ``executor``: ``serial``, ``process`` (a pool of ``workers``, default one per core) or ``dask``
+    (tasks on the cluster at ``scheduler``, or on a local cluster when it is None).
+    ``force``: run every step even when an earlier run's result could be reused.
+    ``if_changed``: when no step's inputs changed since the latest successful run, create no run.
+    ``registry``: SQLAlchemy URL of the run registry (default ``sqlite:///<outputs>/registry.sqlite``).
+    ``site_notebook``/``cross_site_notebook``: other notebooks than the committed ones (tests, advanced use).
+    """
+
+    executor: Literal["serial", "process", "dask"] = "process"
     workers: int | None = None
     run_id: str | None = None
+    scheduler: str | None = None
+    force: bool = False
+    if_changed: bool = False
+    registry: str | None = None
+    site_notebook: Path | None = None
+    cross_site_notebook: Path | None = None
 
 
 @dataclass
@@ -50,9 +68,13 @@ class StepResult:
     status: Literal["ok", "warning", "failed", "skipped"]
     seconds: float = 0.0
     message: str = ""
+    cached_from: str | None = None  # run id whose unchanged result was reused (see runner.cache)
 
     def as_dict(self) -> dict:
-        return {"status": self.status, "seconds": round(self.seconds, 2), "message": self.message}
+        out = {"status": self.status, "seconds": round(self.seconds, 2), "message": self.message}
+        if self.cached_from:
+            out["cached_from"] = self.cached_from
+        return out
 
 
 @dataclass
@@ -64,6 +86,7 @@ class RunResult:
     status: Literal["ok", "partial", "failed"]
     sites: dict[str, dict[str, StepResult]] = field(default_factory=dict)
     report: Path | None = None
+    skipped: bool = False  # --if-changed found nothing changed: no run made; run_id is the latest run
 
     @property
     def exit_code(self) -> int:
@@ -92,9 +115,33 @@ class RunPaths:
 
 
 def run_evaluation(config: EvaluationConfig, options: RunOptions = RunOptions(), echo: Echo = print) -> RunResult:
-    """Run the whole evaluation for ``config``; one failing site never stops the others."""
+    """Run the whole evaluation for ``config``; one failing site never stops the others.
+
+    One run at a time per outputs folder: raises :class:`~pcref_eval.runner.lock.RunLocked` when
+    another run holds ``outputs/runs/.lock``. Staging folders left by killed runs are removed first.
+    """
     runs_dir = config.outputs.dir / "runs"
-    run_id = options.run_id or make_run_id(config)
+    with RunLock(runs_dir) as lock:
+        remove_stale_staging(runs_dir, log=echo)
+        run_id = options.run_id or make_run_id(config)
+        while (runs_dir / run_id).exists() and not options.run_id:  # two runs within one second
+            time.sleep(0.25)
+            run_id = make_run_id(config)
+        if (runs_dir / run_id).exists():
+            raise FileExistsError(f"run folder {runs_dir / run_id} already exists; choose another run id")
+        lock.set_run_id(run_id)
+        return _run_locked(config, options, echo, run_id, runs_dir)
+
+
+def _run_locked(config: EvaluationConfig, options: RunOptions, echo: Echo, run_id: str, runs_dir: Path) -> RunResult:
+    inputs = {s.id: _input_hashes(s.path) for s in config.sites}
+    plan = CachePlan(config, inputs, runs_dir, options.site_notebook or SITE_NOTEBOOK,
+                     options.cross_site_notebook or CROSS_SITE_NOTEBOOK, force=options.force)
+    if options.if_changed and not options.force and (previous := plan.unchanged_since()):
+        echo(f"no input changed since run {previous} (--if-changed): nothing to do")
+        report = runs_dir / previous / "release" / "report.html"
+        return RunResult(previous, runs_dir / previous, "ok", report=report if report.exists() else None,
+                         skipped=True)
     staging = runs_dir / f".staging-{run_id}"
     if staging.exists():
         shutil.rmtree(staging)
@@ -106,30 +153,47 @@ def run_evaluation(config: EvaluationConfig, options: RunOptions = RunOptions(),
     manifest = initial_manifest(config, run_id)
     log(f"run {run_id}: {len(config.sites)} site(s) -> {runs_dir / run_id}")
 
+    registry = _open_registry(config, options, log)
+    if registry is not None:
+        safely(lambda: registry.mark_aborted(config.outputs.dir), log, "update")
+        safely(lambda: registry.record_start(run_id, config.outputs.dir, manifest, options.executor), log, "write")
+
     site_steps: dict[str, dict[str, StepResult]] = {s.id: {} for s in config.sites}
     for site in config.sites:
+        manifest["inputs"][site.id] = inputs[site.id]
+        reused = reuse_site(plan, site.id, paths.root, log)
+        if reused:
+            site_steps[site.id] = reused
+            continue
         site_steps[site.id]["contracts"] = check_contracts(site.path, paths, log, site.id)
-        manifest["inputs"][site.id] = _input_hashes(site.path)
 
-    runnable = [s.id for s in config.sites if site_steps[s.id]["contracts"].status in ("ok", "warning")]
+    runnable = [s.id for s in config.sites if "notebook" not in site_steps[s.id]
+                and site_steps[s.id]["contracts"].status in ("ok", "warning")]
     for site_id, step in run_site_notebooks(config, runnable, paths, options, log).items():
         site_steps[site_id]["notebook"] = step
     for s in config.sites:
         site_steps[s.id].setdefault("notebook", StepResult("skipped", message="not analysed: data contract errors"))
 
-    analysed = [s for s in runnable if site_steps[s]["notebook"].status == "ok"]
+    analysed = [s.id for s in config.sites if site_steps[s.id]["notebook"].status == "ok"]
     overall: dict[str, StepResult] = {}
-    overall["cross_site"] = run_cross_site(config, analysed, paths, log)
+    overall["cross_site"] = (reuse_cross_site(plan, analysed, paths.root, log)
+                             or run_cross_site(config, analysed, paths, log, notebook=options.cross_site_notebook))
+    manifest["cache"] = plan.manifest_entry()
     record_steps(manifest, site_steps, overall)
     write_manifest(paths.root / "manifest.json", manifest)  # provisional: the report's title page reads it
-    overall["report"] = build_reports(config, paths, site_steps, log)
-    overall["release_check"] = gate_release_step(paths, log)
+    overall["report"] = (reuse_report(plan, site_steps, overall, paths.root, log)
+                         or build_reports(config, paths, site_steps, log))
+    overall["release_check"] = (reuse_release_check(plan, overall, paths.root, log)
+                                or gate_release_step(paths, log))
     record_steps(manifest, site_steps, overall)
     status = overall_status(site_steps, overall)
     manifest.update(status=status, finished=utc_now(), seconds=round(time.perf_counter() - started, 2))
     write_manifest(paths.root / "manifest.json", manifest)
     final = publish_run(staging, runs_dir / run_id)
     log.move(final / "run.log")
+    if registry is not None:
+        safely(lambda: registry.record_finish(final, manifest, options.executor), log, "write")
+        registry.close()
     echo(f"run {run_id} finished: {status} in {manifest['seconds']:.1f} s")
     report = final / "release" / "report.html"
     return RunResult(run_id, final, status, site_steps, report if report.exists() else None)
@@ -215,27 +279,22 @@ def site_parameters(config_path: Path, site_id: str, run_dir: Path) -> dict:
 
 def run_site_notebooks(config: EvaluationConfig, site_ids: list[str], paths: RunPaths, options: RunOptions,
                        log) -> dict[str, StepResult]:
-    """Execute the site notebook for each site, serially or in a process pool."""
-    jobs = {s: (SITE_NOTEBOOK, paths.notebooks / f"site_{s}.ipynb", site_parameters(paths.config, s, paths.root))
+    """Execute the site notebook for each site: serially, in a process pool or on Dask (runner.executors)."""
+    notebook = options.site_notebook or SITE_NOTEBOOK
+    jobs = {s: (notebook, paths.notebooks / f"site_{s}.ipynb", site_parameters(paths.config, s, paths.root))
             for s in site_ids}
-    results: dict[str, StepResult] = {}
-    if options.executor == "serial" or len(jobs) <= 1:
-        for site_id, job in jobs.items():
-            results[site_id] = _execute_logged(site_id, job, paths.root, log)
-        return results
-    workers = options.workers or _default_workers(len(jobs))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(execute_job, job, paths.root): s for s, job in jobs.items()}
-        for fut in as_completed(futures):
-            site_id = futures[fut]
-            results[site_id] = fut.result()
-            _log_step(log, site_id, "site notebook", results[site_id])
-    return results
+    return run_jobs(jobs, paths.root, executor=options.executor, workers=options.workers,
+                    scheduler=options.scheduler, log=log, what="site notebook")
 
 
 def _default_workers(n_jobs: int) -> int:
-    import os
-    return max(1, min(n_jobs, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()))
+    return default_workers(n_jobs)
+
+
+def _open_registry(config: EvaluationConfig, options: RunOptions, log):
+    """The run registry (None if it cannot be opened: the run goes on without it)."""
+    from pcref_eval.runner.registry import Registry, default_url
+    return safely(lambda: Registry(options.registry or default_url(config.outputs.dir)), log, "open")
 
 
 def execute_job(job: tuple[Path, Path, dict], cwd: Path) -> StepResult:
@@ -262,13 +321,14 @@ def _log_step(log, name: str, what: str, step: StepResult) -> None:
     log(f"[{name}] {what}: {step.status}{' - ' + step.message if step.message else ''} ({step.seconds:.1f} s)")
 
 
-def run_cross_site(config: EvaluationConfig, site_ids: list[str], paths: RunPaths, log) -> StepResult:
+def run_cross_site(config: EvaluationConfig, site_ids: list[str], paths: RunPaths, log,
+                   notebook: Path | None = None) -> StepResult:
     """Execute the cross-site notebook over the sites whose notebooks succeeded."""
     if not site_ids:
         log("[all] cross-site notebook: skipped (no site analysed)")
         return StepResult("skipped", message="no site analysed")
     params = {"config_path": str(paths.config), "site_ids": site_ids, "run_dir": str(paths.root)}
-    job = (CROSS_SITE_NOTEBOOK, paths.notebooks / "cross_site.ipynb", params)
+    job = (notebook or CROSS_SITE_NOTEBOOK, paths.notebooks / "cross_site.ipynb", params)
     return _execute_logged("all", job, paths.root, log)
 
 

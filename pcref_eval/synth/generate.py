@@ -37,22 +37,50 @@ def generate(
     faults: bool = False,
     fmt: str = "csv",
     model: SimulationModel | None = None,
+    workers: int | None = None,
 ) -> dict:
-    """Write synthetic site extracts and ``truth.json`` to ``out_dir``; return the truth dict."""
+    """Write synthetic site extracts and ``truth.json`` to ``out_dir``; return the truth dict.
+
+    Sites are simulated in parallel processes (``workers``; default: one per core for 200,000 people
+    or more, else one). Each site has its own random stream, so the files do not depend on ``workers``.
+    """
     model = model or SimulationModel()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     truth: dict = {"seed": seed, "n_sites": n_sites, "people": people, "format": fmt,
                    "faults_injected": faults, "model": model.to_dict(), "sites": {}}
-    for i, spec in enumerate(default_sites(people, n_sites)):
-        rng = np.random.default_rng([seed, i])
-        tables, population, summary = simulate_site(spec, model, rng)
-        if faults:
-            summary["faults"] = inject_faults(tables, spec, model, np.random.default_rng([seed, i, 1]))
-        write_site(out / spec.site_id, spec, model, tables, population, fmt)
+    specs = default_sites(people, n_sites)
+    jobs = [(out, i, spec, model, seed, faults, fmt) for i, spec in enumerate(specs)]
+    workers = _default_workers(people, n_sites) if workers is None else max(1, min(workers, n_sites))
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            summaries = list(pool.map(_generate_site, jobs))
+    else:
+        summaries = [_generate_site(job) for job in jobs]
+    for spec, summary in zip(specs, summaries):
         truth["sites"][spec.site_id] = {"spec": _spec_dict(spec), **summary}
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
     return truth
+
+
+def _generate_site(job) -> dict:
+    """Simulate and write one site (a top-level function, so a process pool can run it)."""
+    out, i, spec, model, seed, faults, fmt = job
+    rng = np.random.default_rng([seed, i])
+    tables, population, summary = simulate_site(spec, model, rng)
+    if faults:
+        summary["faults"] = inject_faults(tables, spec, model, np.random.default_rng([seed, i, 1]))
+    write_site(out / spec.site_id, spec, model, tables, population, fmt)
+    return summary
+
+
+def _default_workers(people: int, n_sites: int) -> int:
+    import os
+    if people < 200_000 or n_sites < 2:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n_sites))
 
 
 def simulate_site(spec: SiteSpec, model: SimulationModel, rng: np.random.Generator):

@@ -1,0 +1,137 @@
+"""Where the notebook jobs run: one after another, in a local process pool, or on a Dask cluster.
+
+Every executor takes the same jobs (``{name: (notebook, output, parameters)}``) and returns the
+same ``{name: StepResult}``; a job that fails, or whose worker dies, becomes a failed
+:class:`~pcref_eval.runner.pipeline.StepResult` and never stops the other jobs.
+
+- ``serial``: in this process, in order (simplest to debug).
+- ``process``: a :class:`~concurrent.futures.ProcessPoolExecutor`, by default one worker per core.
+  Workers are started with ``PR_SET_PDEATHSIG`` on Linux, so killing the run kills its workers
+  (and their kernels, which exit when their parent does).
+- ``dask``: each job is a task on a Dask distributed cluster (``--scheduler tcp://host:8786``), or
+  on a throw-away :class:`~distributed.LocalCluster` when no address is given. The workers must
+  see the same filesystem paths as this process (data folders, the outputs folder and the
+  installed ``pcref_eval``), e.g. one shared network filesystem mounted at the same place.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Callable
+
+Job = tuple  # (notebook: Path, output: Path, parameters: dict)
+Log = Callable[[str], None]
+EXECUTORS = ("serial", "process", "dask")
+
+
+def default_workers(n_jobs: int) -> int:
+    """One worker per usable core, never more than there are jobs."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(n_jobs, cores))
+
+
+def run_jobs(jobs: dict[str, Job], cwd: Path, executor: str = "process", workers: int | None = None,
+             scheduler: str | None = None, log: Log = print, what: str = "site notebook") -> dict:
+    """Run ``jobs`` with the chosen executor; return ``{name: StepResult}`` (never raises for a job)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
+    if not jobs:
+        return {}
+    if executor == "dask":
+        return _run_dask(jobs, cwd, workers, scheduler, log, what)
+    if executor == "serial" or len(jobs) == 1:
+        return _run_serial(jobs, cwd, log, what)
+    return _run_pool(jobs, cwd, workers or default_workers(len(jobs)), log, what)
+
+
+def _run_serial(jobs, cwd, log, what) -> dict:
+    from pcref_eval.runner.pipeline import execute_job
+    results = {}
+    for name, job in jobs.items():
+        log(f"[{name}] running {Path(job[0]).name} ...")
+        results[name] = execute_job(job, cwd)
+        log_step(log, name, what, results[name])
+    return results
+
+
+def _run_pool(jobs, cwd, workers, log, what) -> dict:
+    from pcref_eval.runner.pipeline import StepResult, execute_job
+    log(f"running {len(jobs)} {what}(s) in a pool of {workers} process(es)")
+    results = {}
+    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent) as pool:
+        futures = {pool.submit(execute_job, job, cwd): name for name, job in jobs.items()}
+        for fut in as_completed(futures):
+            name = futures[fut]
+            try:
+                results[name] = fut.result()
+            except BrokenProcessPool as exc:  # a worker was killed (e.g. out of memory)
+                results[name] = StepResult("failed", message=f"worker process died: {exc}")
+            log_step(log, name, what, results[name])
+    return results
+
+
+def _die_with_parent() -> None:
+    """Pool worker initializer: on Linux, get SIGTERM when the run's process dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            if os.getppid() == 1:  # parent already gone between fork and prctl
+                os._exit(1)
+        except OSError:
+            pass
+
+
+def _run_dask(jobs, cwd, workers, scheduler, log, what) -> dict:
+    from distributed import Client, LocalCluster, as_completed as dask_completed
+
+    from pcref_eval.runner.pipeline import StepResult, execute_job
+    cluster = None
+    try:
+        if scheduler:
+            client = Client(scheduler)  # connect timeout: distributed.comm.timeouts.connect (30 s)
+            log(f"running {len(jobs)} {what}(s) on the Dask cluster at {scheduler}")
+        else:
+            n = workers or default_workers(len(jobs))
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+            client = Client(cluster)
+            log(f"running {len(jobs)} {what}(s) on a local Dask cluster of {n} worker(s)")
+    except Exception as exc:  # scheduler unreachable: every job fails, the run still finishes
+        msg = f"Dask cluster unavailable ({scheduler or 'local'}): {type(exc).__name__}: {exc}"
+        log(msg)
+        if cluster is not None:
+            cluster.close()
+        return {name: StepResult("failed", message=msg) for name in jobs}
+    results = {}
+    tag = uuid.uuid4().hex[:8]
+    try:
+        futures = {client.submit(execute_job, job, Path(cwd), key=f"pcref-{name}-{tag}", pure=False): name
+                   for name, job in jobs.items()}
+        t0 = {name: time.perf_counter() for name in jobs}
+        for fut in dask_completed(list(futures)):
+            name = futures[fut]
+            try:
+                results[name] = fut.result()
+            except Exception as exc:  # KilledWorker, lost connection: isolate the job
+                results[name] = StepResult("failed", time.perf_counter() - t0[name],
+                                           f"Dask task failed: {type(exc).__name__}: {exc}")
+            log_step(log, name, what, results[name])
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return results
+
+
+def log_step(log: Log, name: str, what: str, step) -> None:
+    cached = f" (reused from run {step.cached_from})" if getattr(step, "cached_from", None) else ""
+    log(f"[{name}] {what}: {step.status}{' - ' + step.message if step.message else ''}{cached} "
+        f"({step.seconds:.1f} s)")

@@ -1,0 +1,111 @@
+"""Serial, process-pool and Dask executors give the same outputs; a failing site is isolated."""
+
+from __future__ import annotations
+
+import pytest
+
+from pcref_eval.config import write_config
+from pcref_eval.runner.executors import default_workers, run_jobs
+from pcref_eval.runner.notebooks import _kernel_config
+from pcref_eval.runner.pipeline import run_evaluation, site_parameters
+
+from .conftest import SITE_NB, SITES, expected_digest, make_config, options, tree_hashes
+
+COMPARED = ["release/tables", "restricted/tables"]
+QUIET = {"echo": lambda m: None}
+
+
+def _outputs(run_dir):
+    out = {}
+    for sub in COMPARED:
+        out.update({f"{sub}/{k}": v for k, v in tree_hashes(run_dir / sub).items()})
+    return out
+
+
+def _check_isolated(result):
+    assert result.status == "partial"
+    assert result.sites["site_b"]["notebook"].status == "failed"
+    assert "stand-in failure for site_b" in result.sites["site_b"]["notebook"].message
+    for s in ("site_a", "site_c"):
+        assert result.sites[s]["notebook"].status == "ok", s
+        assert (result.run_dir / "restricted" / "notebooks" / f"site_{s}.ipynb").exists()
+    # the cross-site notebook pooled the two sites that succeeded
+    assert (result.run_dir / "restricted" / "tables" / "all_sites.csv").read_text().split() == ["site_a", "site_c"]
+
+
+def _check_outputs(run_dir, data, sites):
+    """The executor produced exactly what the stand-in notebook computes from each site's files."""
+    for s in sites:
+        assert (run_dir / "restricted" / "tables" / f"{s}_digest.csv").read_text() == expected_digest(data / s), s
+
+
+def test_serial_and_process_pool_agree_and_isolate_a_failing_site(data, tmp_path, no_report):
+    (data / "site_b" / "RAISE").write_text("")  # the stand-in site notebook raises for site_b
+    serial = run_evaluation(make_config(data, tmp_path / "serial", sites=["site_a", "site_b"]),
+                            options(executor="serial"), **QUIET)
+    pool = run_evaluation(make_config(data, tmp_path / "pool"), options(executor="process", workers=2), **QUIET)
+    _check_isolated(pool)
+    _check_outputs(pool.run_dir, data, ["site_a", "site_c"])
+    assert serial.sites["site_b"]["notebook"].status == "failed"
+    _check_outputs(serial.run_dir, data, ["site_a"])
+    assert not list((pool.run_dir / "release" / "tables").glob("site_b_*"))
+    for name in ("release/tables/site_a_detention_rates.csv", "restricted/tables/site_a_digest.csv"):
+        assert (pool.run_dir / name).read_bytes() == (serial.run_dir / name).read_bytes()
+
+
+def test_dask_cluster_runs_the_jobs_and_isolates_a_failing_one(data, tmp_path):
+    """Site notebooks as tasks on an existing cluster (a LocalCluster reached by its address)."""
+    from distributed import LocalCluster
+
+    config = make_config(data, tmp_path / "out", sites=["site_a", "site_b", "site_c"])
+    (data / "site_b" / "RAISE").write_text("")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_config(config, run_dir / "config.yml")
+    jobs = {s: (SITE_NB, run_dir / "restricted" / "notebooks" / f"site_{s}.ipynb",
+                site_parameters(run_dir / "config.yml", s, run_dir)) for s in SITES}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        res = run_jobs(jobs, run_dir, executor="dask", scheduler=cluster.scheduler_address, log=lambda m: None)
+    assert res["site_a"].status == res["site_c"].status == "ok"
+    assert res["site_b"].status == "failed" and "stand-in failure" in res["site_b"].message
+    _check_outputs(run_dir, data, ["site_a", "site_c"])
+
+
+@pytest.mark.slow
+def test_full_run_on_a_local_dask_cluster_matches_serial(data, tmp_path, no_report):
+    (data / "site_b" / "RAISE").write_text("")
+    serial = run_evaluation(make_config(data, tmp_path / "serial"), options(executor="serial"), **QUIET)
+    dask = run_evaluation(make_config(data, tmp_path / "dask"), options(executor="dask", workers=2), **QUIET)
+    _check_isolated(serial)
+    _check_isolated(dask)
+    assert _outputs(dask.run_dir) == _outputs(serial.run_dir)
+
+
+def test_run_jobs_rejects_unknown_executor(tmp_path):
+    with pytest.raises(ValueError, match="unknown executor"):
+        run_jobs({"x": (tmp_path / "a.ipynb", tmp_path / "b.ipynb", {})}, tmp_path, executor="threads")
+
+
+def test_missing_notebook_fails_only_its_job(tmp_path):
+    results = run_jobs({"x": (tmp_path / "missing.ipynb", tmp_path / "out.ipynb", {})}, tmp_path,
+                       executor="serial", log=lambda m: None)
+    assert results["x"].status == "failed"
+
+
+def test_kernels_use_tcp_and_a_private_connection_folder(tmp_path):
+    c = _kernel_config(tmp_path)
+    assert c.KernelManager.transport == "tcp"
+    assert c.KernelManager.connection_file.startswith(str(tmp_path))
+
+
+def test_default_workers_is_bounded_by_jobs():
+    assert default_workers(1) == 1
+    assert 1 <= default_workers(100) <= 100
+
+
+def test_unreachable_dask_scheduler_fails_the_jobs_not_the_run(tmp_path):
+    import dask
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        results = run_jobs({"x": (SITE_NB, tmp_path / "out.ipynb", {})}, tmp_path, executor="dask",
+                           scheduler="tcp://127.0.0.1:9", log=lambda m: None)
+    assert results["x"].status == "failed" and "Dask cluster unavailable" in results["x"].message
