@@ -21,18 +21,7 @@ from scipy import stats
 from pcref_eval import rates as R
 
 REL = 1e-8
-REPO = Path(__file__).resolve().parents[1]
-REF = REPO.parent / "shared" / "reference"
-
-
-def _ref(path: str) -> Path:
-    p = REF / path
-    if not p.exists():
-        raise FileNotFoundError(
-            f"reference file {p} is missing: the shared reference folder must sit beside the repo "
-            f"(expected {REF}); these golden tests cannot run without it"
-        )
-    return p
+from tests.reference import REF, reference_file as _ref  # noqa: E402
 
 
 def _csv(path: str) -> pd.DataFrame:

@@ -12,18 +12,7 @@ import pytest
 
 from pcref_eval import spc
 
-REPO = Path(__file__).resolve().parents[1]
-REF = REPO.parent / "shared" / "reference"
-
-
-def _ref(path: str) -> Path:
-    p = REF / path
-    if not p.exists():
-        raise FileNotFoundError(
-            f"reference file {p} is missing: the shared reference folder must sit beside the repo "
-            f"(expected {REF}); these golden tests cannot run without it"
-        )
-    return p
+from tests.reference import REF, reference_file as _ref  # noqa: E402
 
 
 RULES = json.loads(_ref("expected/spc_nhsrptd_rule_unit_cases.json").read_text())

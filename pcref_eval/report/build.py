@@ -17,6 +17,7 @@ appendix (provenance).
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import re
 from dataclasses import dataclass, field
@@ -620,17 +621,20 @@ def build_report(run_dir: Path, formats: list[str] | tuple[str, ...] = ("html",)
     html_path.write_text(html, encoding="utf-8")
     if "html" in formats:
         outputs["html"] = html_path
-    if "pdf" in formats:
-        pdf = ctx.release / "report.pdf"
-        engine = pdf_engine
-        if engine == "auto":
-            engine = "chromium" if R.find_chromium() else "weasyprint"
-        if engine == "chromium":
-            outputs["pdf"] = R.write_pdf_chromium(html_path, pdf)
-        else:
-            outputs["pdf"] = R.write_pdf_weasyprint(html, pdf)
-    if "docx" in formats:
-        outputs["docx"] = R.write_docx(html, ctx.release / "report.docx")
+    # DOCX (pandoc runs as a separate process) is converted in a thread while the PDF renders.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        docx = pool.submit(R.write_docx, html, ctx.release / "report.docx") if "docx" in formats else None
+        if "pdf" in formats:
+            pdf = ctx.release / "report.pdf"
+            engine = pdf_engine
+            if engine == "auto":
+                engine = "chromium" if R.find_chromium() else "weasyprint"
+            if engine == "chromium":
+                outputs["pdf"] = R.write_pdf_chromium(html_path, pdf)
+            else:
+                outputs["pdf"] = R.write_pdf_weasyprint(html, pdf)
+        if docx is not None:
+            outputs["docx"] = docx.result()
     if "html" not in formats:
         html_path.unlink()
     write_catalogue(ctx.release, catalogue)
