@@ -156,6 +156,16 @@ def _grouped_sums(data: pd.DataFrame, cols: list[str], group_cols: Sequence[str]
     return data.groupby(list(group_cols), sort=True, dropna=False, observed=True)[cols].sum(min_count=1).reset_index()
 
 
+def _counts_over_denominators(x, n) -> tuple[pd.Index | None, np.ndarray, np.ndarray]:
+    """Check numerators (>= 0) and denominators (> 0), broadcast them, and keep a matching index."""
+    idx = _index_of(x, n)
+    xa, na = _arr(x), _arr(n)
+    _check_nonneg(xa, "numerators")
+    _check_positive(na, "denominators")
+    xa, na = np.broadcast_arrays(np.atleast_1d(xa), np.atleast_1d(na))
+    return (idx if idx is not None and len(idx) == len(xa) else None), xa, na
+
+
 def rate(
     x: ArrayLike | str,
     n: ArrayLike | str,
@@ -176,15 +186,11 @@ def rate(
         agg = _grouped_sums(data, [x, n], group_cols)
         out = rate(agg[x], agg[n], per=per, conf=conf)
         return pd.concat([agg, out], axis=1)
-    idx = _index_of(x, n)
-    xa, na = _arr(x), _arr(n)
-    _check_nonneg(xa, "numerators")
-    _check_positive(na, "denominators")
-    xa, na = np.broadcast_arrays(np.atleast_1d(xa), np.atleast_1d(na))
+    idx, xa, na = _counts_over_denominators(x, n)
     lower, upper, method = poisson_limits(xa, conf)
     out = pd.DataFrame(
         {"value": xa / na * per, "lower": lower / na * per, "upper": upper / na * per, "method": method},
-        index=idx if idx is not None and len(idx) == len(xa) else None,
+        index=idx,
     )
     return out
 
@@ -224,18 +230,14 @@ def proportion(
         agg = _grouped_sums(data, [x, n], group_cols)
         out = proportion(agg[x], agg[n], conf=conf, percentage=percentage)
         return pd.concat([agg, out], axis=1)
-    idx = _index_of(x, n)
-    xa, na = _arr(x), _arr(n)
-    _check_nonneg(xa, "numerators")
-    _check_positive(na, "denominators")
-    xa, na = np.broadcast_arrays(np.atleast_1d(xa), np.atleast_1d(na))
+    idx, xa, na = _counts_over_denominators(x, n)
     if np.any(xa > na):
         raise ValueError("numerators must be less than or equal to denominators for a proportion")
     lower, upper = wilson_limits(xa, na, conf)
     mult = 100.0 if percentage else 1.0
     return pd.DataFrame(
         {"value": xa / na * mult, "lower": lower * mult, "upper": upper * mult, "method": "Wilson"},
-        index=idx if idx is not None and len(idx) == len(xa) else None,
+        index=idx,
     )
 
 
