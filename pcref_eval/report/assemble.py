@@ -62,15 +62,21 @@ def first_heading(source: str) -> tuple[int, str] | None:
     return None
 
 
+def heading_lines(markdown: str):
+    """Yield (line, heading match or None) for each line, ignoring headings inside fenced code."""
+    fenced = False
+    for line in markdown.splitlines(keepends=True):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        yield line, (HEADING.match(line.rstrip("\n")) if not fenced else None)
+
+
 def shift_headings(markdown: str, offset: int) -> str:
     """Shift every ATX heading by ``offset`` levels (capped to 1..6), outside fenced code."""
     if offset == 0:
         return markdown
-    out, fenced = [], False
-    for line in markdown.splitlines(keepends=True):
-        if line.lstrip().startswith(("```", "~~~")):
-            fenced = not fenced
-        m = HEADING.match(line.rstrip("\n")) if not fenced else None
+    out = []
+    for line, m in heading_lines(markdown):
         if m:
             level = min(6, max(1, len(m.group(1)) + offset))
             line = "#" * level + " " + m.group(2) + ("\n" if line.endswith("\n") else "")
@@ -208,11 +214,8 @@ def drop_headings_above(markdown: str, level: int | None) -> str:
     the report supplies its own titles for chapters and sites."""
     if not level:
         return markdown
-    out, fenced = [], False
-    for line in markdown.splitlines(keepends=True):
-        if line.lstrip().startswith(("```", "~~~")):
-            fenced = not fenced
-        m = HEADING.match(line.rstrip("\n")) if not fenced else None
+    out = []
+    for line, m in heading_lines(markdown):
         if m and len(m.group(1)) < level:
             continue
         out.append(line)

@@ -373,13 +373,20 @@ def dq_cells(ctx: ReportContext, site: dict) -> list:
     return cells
 
 
-def load_validation(path: Path) -> pd.DataFrame | None:
-    """Aggregate check results from a contracts ``validation.json`` (tolerant of its exact layout)."""
+def read_validation_json(path: Path):
+    """The parsed contracts ``validation.json``, or None when it is absent or unreadable."""
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+
+
+def load_validation(path: Path) -> pd.DataFrame | None:
+    """Aggregate check results from a contracts ``validation.json`` (tolerant of its exact layout)."""
+    data = read_validation_json(path)
+    if data is None:
         return None
     records = data
     if isinstance(data, dict):
@@ -406,11 +413,8 @@ def load_validation(path: Path) -> pd.DataFrame | None:
 
 def load_completeness(path: Path) -> pd.DataFrame | None:
     """Ethnicity recording completeness by table from a contracts ``validation.json`` (recorded, total, %)."""
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    data = read_validation_json(path)
+    if data is None:
         return None
     rows = data.get("completeness_by_table") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not rows:
