@@ -258,9 +258,9 @@ def implementation_chart(effect: ImplementationEffect, reference: str, policy=No
     handles, labels = ax1.get_legend_handles_labels()
     handles += [Line2D([], [], color="#404040", lw=2), Line2D([], [], color="#404040", lw=1.5, ls="--")]
     labels += ["Fitted (segmented)", "Counterfactual (pre-go-live trend continued)"]
-    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=8, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(f"{d.title}{' - ' + site_label if site_label else ''}", x=0.01, ha="left", fontsize=12)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     return fig
 
 
@@ -277,7 +277,7 @@ def forest_chart(released: pd.DataFrame, title: str = "Level change at go-live i
     ax.set_yticks(y)
     ax.set_yticklabels(df["measure"], fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlabel("Level change in the focus / reference ratio at go-live (log scale; <1 = gap narrowed)")
+    ax.set_xlabel("Level change in the focus / reference ratio at go-live\n(log scale; below 1 = gap narrowed)")
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(axis="y", alpha=0)
     fig.tight_layout()
