@@ -149,6 +149,14 @@ class IdSet:
             return
         self.values.add(v)
 
+    def add_column(self, column) -> None:
+        """Add every distinct value of a pandas Series: the same rules as :meth:`add`, vectorised."""
+        v = column.dropna().astype(str).str.replace(r"\s+", "", regex=True).str.lower().drop_duplicates()
+        v = v[v.str.len() >= MIN_ID_LENGTH]
+        short_numeric = v.str.isdigit() & (v.str.len() < MIN_NUMERIC_ID_DIGITS)
+        self.skipped_numeric += int(short_numeric.sum())
+        self.values.update(v[~short_numeric].tolist())
+
     def __len__(self) -> int:
         return len(self.values)
 
@@ -202,8 +210,7 @@ def extract_ids(config) -> IdSet:
             except Exception:  # unreadable extracts are the contracts' business; check what we can
                 continue
             for col in df.columns:
-                for v in df[col].dropna().astype(str).unique():
-                    ids.add(v)
+                ids.add_column(df[col])
     return ids
 
 
@@ -442,9 +449,13 @@ class _Scanner:
                     self.check_text(rel, page, what=f"page {p} line")
 
     def scan_image(self, path: Path, rel: str) -> None:
-        from PIL import Image
-        with Image.open(path) as im:
-            meta = " ".join(f"{k} {v}" for k, v in (getattr(im, "text", None) or {}).items())
+        data = path.read_bytes()
+        text = png_text_chunks(data) if data.startswith(PNG_SIGNATURE) else None
+        if text is None:
+            from PIL import Image
+            with Image.open(path) as im:
+                text = getattr(im, "text", None) or {}
+        meta = " ".join(f"{k} {v}" for k, v in text.items())
         if meta:
             self.check_ids(rel, "image metadata", meta)
 
@@ -456,6 +467,41 @@ class _Scanner:
                      "Markdown/text, DOCX, PDF and images may be released")
             return
         self.check_text(rel, data.decode("utf-8", errors="replace"))
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_text_chunks(data: bytes) -> dict[str, str]:
+    """The text chunks (tEXt, zTXt, iTXt) of a PNG file, read without decoding its pixels.
+
+    Pillow's ``Image.text`` decodes the whole image to reach chunks after the pixel data; this walks
+    the chunk list (PNG specification, section 5.3) and inflates only compressed text.
+    """
+    import struct
+    import zlib
+
+    out: dict[str, str] = {}
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"tEXt":
+            key, _, value = body.partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        elif kind == b"zTXt":
+            key, _, rest = body.partition(b"\0")
+            out[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
+        elif kind == b"iTXt":
+            key, _, rest = body.partition(b"\0")
+            compressed, rest = rest[0], rest[2:]
+            _language, _, rest = rest.partition(b"\0")
+            _translated, _, value = rest.partition(b"\0")
+            out[key.decode("latin-1")] = (zlib.decompress(value) if compressed else value).decode("utf-8")
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    return out
 
 
 def _csv_header(path: Path) -> list[str]:

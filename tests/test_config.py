@@ -43,6 +43,7 @@ def test_hash_is_stable_and_sensitive(tmp_path):
     ("sites: []\n", "sites"),
     ("sites: [{id: a, path: x}]\ndisclosure: {policy: lax}\n", "disclosure.policy"),
     ("sites: [{id: a, path: x}]\noutputs: {formats: [html, pptx]}\n", "outputs.formats[1]"),
+    ("sites: [{id: a, path: x}]\noutputs: {pdf_engine: princexml}\n", "outputs.pdf_engine"),
     ("sites: [{id: a, path: x}]\nseeed: 3\n", "seeed"),
 ])
 def test_invalid_config_names_the_key(tmp_path, text, key):

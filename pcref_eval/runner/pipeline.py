@@ -336,13 +336,15 @@ def build_reports(config: EvaluationConfig, paths: RunPaths, site_steps, log) ->
     """Assemble the report(s) from the executed notebooks (release/report.*)."""
     t0 = time.perf_counter()
     try:
-        from pcref_eval.report import build_report
-        outputs = build_report(paths.root, formats=config.outputs.formats, site_steps=site_steps)
+        from pcref_eval.report.build import build_report, resolve_pdf_engine
+        engine = resolve_pdf_engine(config.outputs.pdf_engine)
+        outputs = build_report(paths.root, formats=config.outputs.formats, site_steps=site_steps, pdf_engine=engine)
     except Exception as exc:
         log(f"[all] report: failed - {type(exc).__name__}: {exc}")
         log.restricted_traceback(traceback.format_exc())
         return StepResult("failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
-    step = StepResult("ok", time.perf_counter() - t0, ", ".join(sorted(outputs)))
+    made = [f"pdf ({engine})" if f == "pdf" else f for f in sorted(outputs)]
+    step = StepResult("ok", time.perf_counter() - t0, ", ".join(made))
     _log_step(log, "all", "report", step)
     return step
 

@@ -77,6 +77,51 @@ def test_identifier_value_in_svg_text(run_copy, synth_data):
     assert v[0].where.startswith("text element")
 
 
+@pytest.mark.parametrize("chunk", ["tEXt", "zTXt", "iTXt", "iTXt-compressed"])
+def test_identifier_value_in_png_metadata(run_copy, synth_data, chunk):
+    """PNG text chunks are read without decoding pixels, wherever they sit in the file."""
+    from PIL import Image, PngImagePlugin
+
+    person, _ = _ids(synth_data)
+    info = PngImagePlugin.PngInfo()
+    if chunk == "tEXt":
+        info.add_text("Comment", f"patient {person}")
+    elif chunk == "zTXt":
+        info.add_text("Comment", f"patient {person}", zip=True)
+    else:
+        info.add_itxt("Comment", f"patient {person}", lang="en", tkey="Kommentar", zip=chunk.endswith("compressed"))
+    png = run_copy / "release" / "figures" / "site_a_crude_rates.png"
+    Image.new("RGB", (40, 30), "white").save(png, pnginfo=info)
+    v = check_release(run_copy)
+    assert [(x.file, x.kind) for x in v] == [("figures/site_a_crude_rates.png", "identifier_value")]
+
+
+def test_png_text_chunks_match_pillow(tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    from pcref_eval.release_check import png_text_chunks
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "plain")
+    info.add_text("Author", "zipped text " * 20, zip=True)
+    info.add_itxt("Description", "intern\u00e4tional", lang="de", tkey="Beschreibung", zip=True)
+    Image.new("RGB", (20, 10), "white").save(tmp_path / "x.png", pnginfo=info)
+    with Image.open(tmp_path / "x.png") as im:
+        expected = dict(im.text)
+    assert png_text_chunks((tmp_path / "x.png").read_bytes()) == expected
+
+
+def test_id_set_column_matches_value_by_value():
+    from pcref_eval.release_check import IdSet
+
+    values = pd.Series(["P-000123", " p-000123 ", "ab", "12345", "123456789", "REF 42 77", None, "x_y_z_1"])
+    one_by_one = IdSet(values.dropna().tolist())
+    vectorised = IdSet()
+    vectorised.add_column(values)
+    assert vectorised.values == one_by_one.values
+    assert vectorised.skipped_numeric == one_by_one.skipped_numeric == 1
+
+
 def test_identifier_value_in_json_and_csv_cell(run_copy, synth_data):
     _, referral = _ids(synth_data)
     index = run_copy / "release" / "index" / "site_b.json"

@@ -8,6 +8,7 @@ missing they fail with a message saying what to install: they never skip silentl
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -84,3 +85,41 @@ def test_pdf_first_page_renders(built_run, tmp_path):
     if info.returncode == 0:  # A4 portrait first page: 595 x 842 pt
         size = next(line for line in info.stdout.splitlines() if line.startswith("Page size"))
         assert "595" in size and ("841" in size or "842" in size), size
+
+
+def _pdf_pages(pdf: Path) -> list[tuple[float, float]]:
+    exe = _require(shutil.which("pdfinfo"), "pdfinfo", "poppler-utils")
+    out = subprocess.run([exe, "-f", "1", "-l", "9999", str(pdf)], capture_output=True, text=True, check=True).stdout
+    sizes = []
+    for line in out.splitlines():
+        if line.startswith("Page") and " size:" in line:
+            w, _, h = line.split("size:")[1].split()[:3]
+            sizes.append((float(w), float(h)))
+    return sizes
+
+
+@pytest.mark.parametrize("engine", ["weasyprint", "chromium"])
+def test_both_pdf_engines_print_a4_with_landscape_wide_tables(built_run, tmp_path, engine):
+    """Either engine: A4 portrait pages, wide tables on A4 landscape pages, every table caption in the text."""
+    from pcref_eval.report.render import write_pdf_chromium, write_pdf_weasyprint
+
+    run_dir, outputs = built_run
+    html = outputs["html"]
+    pdf = tmp_path / f"{engine}.pdf"
+    if engine == "chromium":
+        _require(find_chromium(), "chromium", "chromium")
+        write_pdf_chromium(html, pdf)
+    else:
+        write_pdf_weasyprint(html.read_text(encoding="utf-8"), pdf)
+    sizes = _pdf_pages(pdf)
+    a4 = (595.3, 841.9)
+    assert all(abs(min(w, h) - a4[0]) < 1 and abs(max(w, h) - a4[1]) < 1 for w, h in sizes), sizes
+    assert sizes[0][0] < sizes[0][1], "the title page is portrait"
+    html_text = html.read_text(encoding="utf-8")
+    assert "pcref-table wide" in html_text, "the fixture report should have a wide table"
+    assert any(w > h for w, h in sizes), "wide tables should be printed on landscape pages"
+    text = subprocess.run([_require(shutil.which("pdftotext"), "pdftotext", "poppler-utils"), str(pdf), "-"],
+                          capture_output=True, text=True, check=True).stdout
+    captions = set(re.findall(r"Table (\d+)\. ", text))
+    n_tables = html_text.count("<caption>")
+    assert len(captions) == n_tables, f"{engine}: {len(captions)} of {n_tables} table captions in the PDF text"
