@@ -21,6 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name pcref-eval --display-name "Python (pcref-eval)" >/dev/null
+	$(BIN)/pcref-eval check-contracts  # shipped suites vs the locked great-expectations, once per install
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 run: setup ## generate the synthetic demo data (once) and run the multi-site evaluation
@@ -42,4 +43,4 @@ lock: ## re-resolve requirements.lock from pyproject.toml (then commit it)
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --generate-hashes --quiet -o requirements.lock
 
 clean: ## remove the environment and outputs (keeps data/)
-	rm -rf $(VENV) outputs/runs outputs/validate .pytest_cache
+	rm -rf $(VENV) outputs/runs outputs/validate outputs/.cache .pytest_cache

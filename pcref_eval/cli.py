@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("path", type=Path, help="a site folder, or a folder of site folders")
     v.add_argument("--out", type=Path, default=None, help="where to write results (restricted)")
 
+    k = sub.add_parser("check-contracts", help="check the data-contract suite files with great-expectations "
+                                               "(no data needed) and record the check for later runs")
+    k.add_argument("--contracts", type=Path, default=None, help="suite folder (default: the shipped data_contracts/)")
+    k.add_argument("--outputs", type=Path, default=REPO_ROOT / "outputs",
+                   help="outputs folder whose .cache/ records the check (runs there then skip it)")
+
     c = sub.add_parser("check-release", help="scan a run's release/ folder for disclosive content")
     c.add_argument("run_dir", type=Path)
 
@@ -137,6 +143,25 @@ def cmd_validate(args) -> int:
     return validate_command(args.path, args.out)
 
 
+def cmd_check_contracts(args) -> int:
+    import time
+    from importlib import metadata
+
+    from pcref_eval.contracts.suite import ContractError, check_suites_with_gx
+    from pcref_eval.runner.pipeline import VERIFIED_CONTRACTS
+    record = args.outputs / VERIFIED_CONTRACTS
+    t0 = time.perf_counter()
+    try:
+        suites = check_suites_with_gx(args.contracts, record)
+    except ContractError as exc:
+        print(f"pcref-eval check-contracts: {exc}", file=sys.stderr)
+        return 2
+    n = sum(len(s.expectations) for s in suites.values())
+    print(f"{len(suites)} suites, {n} expectations: valid for great-expectations "
+          f"{metadata.version('great_expectations')} ({time.perf_counter() - t0:.1f} s); recorded in {record}")
+    return 0
+
+
 def cmd_check_release(args) -> int:
     from pcref_eval.release_check import check_release_command
     return check_release_command(args.run_dir)
@@ -162,7 +187,7 @@ def cmd_runs(args) -> int:
 
 
 COMMANDS = {"synth": cmd_synth, "run": cmd_run, "demo": cmd_demo, "validate": cmd_validate,
-            "check-release": cmd_check_release, "runs": cmd_runs}
+            "check-contracts": cmd_check_contracts, "check-release": cmd_check_release, "runs": cmd_runs}
 
 if __name__ == "__main__":
     sys.exit(main())

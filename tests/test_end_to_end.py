@@ -54,6 +54,14 @@ def test_manifest_records_what_was_run(two_runs):
     assert all(s["seconds"] >= 0 for s in m["sites"]["site_a"].values())
 
 
+def test_runs_record_the_contract_suites_checked_with_great_expectations(two_runs):
+    from pcref_eval.contracts.suite import read_verified, suite_files, suites_key
+
+    first, _ = two_runs
+    record = first.run_dir.parents[1] / ".cache" / "verified-contracts.json"
+    assert read_verified(record) == {suites_key(suite_files(None)[1])}
+
+
 def test_release_has_tables_figures_and_no_patient_level_files(two_runs):
     first, _ = two_runs
     release = first.run_dir / "release"

@@ -456,8 +456,6 @@ def evaluate(spec: ExpectationSpec, data: SiteData, use_gx: bool = False) -> Out
     """Evaluate one expectation: vectorised engine when supported (unless ``use_gx``), else GX."""
     if not use_gx and engine_supports(spec):
         return EXECUTORS[spec.type](data, spec, spec.kwargs)
-    if spec.gx is None:
-        raise ValueError(f"{spec.where()}: workbench expectation types have no great-expectations implementation")
     return evaluate_with_gx(spec, data)
 
 
@@ -465,10 +463,11 @@ def evaluate_with_gx(spec: ExpectationSpec, data: SiteData) -> Outcome:
     """Evaluate with great-expectations itself (raw text or typed values, as the engine would)."""
     from pcref_eval.contracts.gx_backend import gx_batch, run_gx
 
+    expectation = spec.gx_expectation()  # raises for workbench types (no GX implementation)
     frame = data.tables[spec.table] if spec.type in TEXT_TYPES else \
         data.cached(("typed_frame", spec.table), lambda: data.typed_frame(spec.table))
     batch = data.cached(("gx_batch", spec.table, spec.type in TEXT_TYPES), lambda: gx_batch(frame))
-    r = run_gx(spec.gx, frame, data.parameters(), batch=batch)
+    r = run_gx(expectation, frame, data.parameters(), batch=batch)
     return Outcome(success=r["success"], element_count=r["element_count"], missing_count=r["missing_count"],
                    unexpected_count=r["unexpected_count"], unexpected_percent=r["unexpected_percent"],
                    observed=r["observed_value"], sample_rows=[int(i) for i in r["unexpected_index"]],

@@ -9,12 +9,23 @@ the workbench's own cross-table types, into a strict model defined below) and an
 not parse stops the load with :class:`ContractError`, naming the suite file, the entry and the
 problem. great_expectations is imported lazily, only when a suite is loaded (``validate``), so
 commands that do not validate never pay its import time.
+
+Verified suites. Importing great_expectations takes 10-15 s here, and the vectorised engine evaluates
+every shipped expectation without it: GX is only needed to check the suite files. A caller may pass
+``verified_file`` (the runner uses ``<outputs>/.cache/verified-contracts.json``): after a strict load
+with GX the key of the suite files is recorded there, and a later load of byte-identical suites with
+the same great-expectations version and the same checking code skips building the GX objects. Our
+own checks (keys, severities, columns, workbench kwargs) run on every load. ``pcref-eval
+check-contracts`` (run by ``make setup``) does the strict load and records it.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
+import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +138,15 @@ class ExpectationSpec:
     def workbench(self) -> bool:
         return self.type in WORKBENCH_TYPES
 
+    def gx_expectation(self):
+        """The great-expectations Expectation object (built on first use when the suite was verified earlier)."""
+        if self.workbench:
+            raise ValueError(f"{self.where()}: workbench expectation types have no great-expectations implementation")
+        if self.gx is None:
+            object.__setattr__(self, "gx", build_gx_expectation(self.type, dict(self.kwargs), self.severity,
+                                                                self.where()))
+        return self.gx
+
     def where(self) -> str:
         return f"{self.path or self.suite}, expectation #{self.index} ({self.type})"
 
@@ -143,26 +163,91 @@ class Suite:
     expectations: tuple[ExpectationSpec, ...]
 
 
-def load_suites(contracts_dir: str | Path | None = None) -> dict[str, Suite]:
+def load_suites(contracts_dir: str | Path | None = None, verified_file: str | Path | None = None
+                ) -> dict[str, Suite]:
     """Load and strictly check every ``*.yml``/``*.yaml``/``*.json`` suite in ``contracts_dir``.
 
     Returns ``{table: Suite}``. Raises :class:`ContractError` for an unreadable file, an unknown
     expectation type, an invalid argument, a column the table does not have, a duplicate suite
-    for one table, or a table of the extract without a suite.
+    for one table, or a table of the extract without a suite. With ``verified_file``, suites already
+    checked with great-expectations are not checked with it again (see the module docstring).
     """
+    folder, files = suite_files(contracts_dir)
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    key = suites_key(files) if verified_file is not None else None
+    trusted = key is not None and key in read_verified(Path(verified_file))
+    suites = dict(_load_cached(str(folder), stamp, not trusted))
+    if key is not None and not trusted:
+        record_verified(Path(verified_file), key)
+    return suites
+
+
+def suite_files(contracts_dir: str | Path | None = None) -> tuple[Path, list[Path]]:
+    """The contracts folder (default: the shipped ``data_contracts/``) and its suite files, sorted."""
     folder = Path(contracts_dir or DEFAULT_CONTRACTS_DIR).resolve()
     if not folder.is_dir():
         raise ContractError(f"{folder}: data contracts folder not found")
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml", ".json") and p.is_file())
+    return folder, sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml", ".json") and p.is_file())
+
+
+def check_suites_with_gx(contracts_dir: str | Path | None, verified_file: str | Path) -> dict[str, Suite]:
+    """Load the suites strictly with great-expectations (never trusting a record) and record the check."""
+    folder, files = suite_files(contracts_dir)
     stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
-    return dict(_load_cached(str(folder), stamp))
+    suites = dict(_load_cached(str(folder), stamp, True))
+    record_verified(Path(verified_file), suites_key(files))
+    return suites
+
+
+def suites_key(files: list[Path]) -> str:
+    """SHA-256 over the suite files' bytes, the great-expectations version and the checking code."""
+    from importlib import metadata
+
+    try:
+        gx_version = metadata.version("great_expectations")
+    except metadata.PackageNotFoundError:
+        gx_version = None
+    h = hashlib.sha256(json.dumps({"great_expectations": gx_version}).encode())
+    for path in [*files, Path(__file__), Path(__file__).with_name("engine.py"),
+                 Path(__file__).resolve().parent.parent / "schema.py"]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def read_verified(path: Path) -> set[str]:
+    """Suite keys recorded in ``path`` as checked with great-expectations (empty if absent or unreadable)."""
+    try:
+        return set(json.loads(path.read_text(encoding="utf-8")).get("verified", {}))
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def record_verified(path: Path, key: str, keep: int = 20) -> None:
+    """Add ``key`` to ``path`` (atomic replace; the newest ``keep`` keys are kept). Best effort."""
+    from datetime import datetime, timezone
+    from importlib import metadata
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")).get("verified", {})
+    except (OSError, ValueError, AttributeError):
+        data = {}
+    data[key] = {"checked_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "great_expectations": metadata.version("great_expectations")}
+    data = dict(sorted(data.items(), key=lambda kv: kv[1]["checked_at"])[-keep:])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"verified": data}, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only outputs folder only means the next run checks again
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(folder: str, stamp: tuple) -> tuple[tuple[str, Suite], ...]:
+def _load_cached(folder: str, stamp: tuple, build_gx: bool = True) -> tuple[tuple[str, Suite], ...]:
     suites: dict[str, Suite] = {}
     for path_str, _, _ in stamp:
-        suite = load_suite(Path(path_str))
+        suite = load_suite(Path(path_str), build_gx=build_gx)
         if suite.table in suites:
             raise ContractError(f"{path_str}: a second suite for table '{suite.table}' "
                                 f"(the first is {suites[suite.table].path}); keep one suite per table")
@@ -182,8 +267,8 @@ def _load_cached(folder: str, stamp: tuple) -> tuple[tuple[str, Suite], ...]:
     return tuple(suites.items())
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Parse one suite file strictly (see module docstring)."""
+def load_suite(path: str | Path, build_gx: bool = True) -> Suite:
+    """Parse one suite file strictly (see module docstring); ``build_gx=False`` skips the GX objects."""
     path = Path(path)
     raw = _read_suite_file(path)
     unknown = set(raw) - _SUITE_KEYS
@@ -200,7 +285,8 @@ def load_suite(path: str | Path) -> Suite:
     entries = raw["expectations"]
     if not isinstance(entries, list) or not entries:
         raise ContractError(f"{path}: 'expectations' must be a non-empty list")
-    specs = tuple(_parse_entry(path, str(raw["suite"]), table, i, e) for i, e in enumerate(entries, start=1))
+    specs = tuple(_parse_entry(path, str(raw["suite"]), table, i, e, build_gx)
+                  for i, e in enumerate(entries, start=1))
     return Suite(name=str(raw["suite"]), table=table, version=version, path=path,
                  description=str(raw.get("description") or "").strip(), expectations=specs)
 
@@ -219,7 +305,7 @@ def _read_suite_file(path: Path) -> dict:
     return raw
 
 
-def _parse_entry(path: Path, suite: str, table: str, index: int, entry) -> ExpectationSpec:
+def _parse_entry(path: Path, suite: str, table: str, index: int, entry, build_gx: bool = True) -> ExpectationSpec:
     where = f"{path}, expectation #{index}"
     if not isinstance(entry, dict):
         raise ContractError(f"{where}: each expectation must be a mapping with 'type', 'kwargs' and 'severity'")
@@ -245,7 +331,7 @@ def _parse_entry(path: Path, suite: str, table: str, index: int, entry) -> Expec
             kwargs = WORKBENCH_TYPES[etype](**kwargs).model_dump()
         except ValidationError as exc:
             raise ContractError(f"{where}: invalid kwargs: {_pydantic_errors(exc)}") from None
-    else:
+    elif build_gx:
         gx_obj = build_gx_expectation(etype, kwargs, severity, where)
     columns = _columns_of(kwargs)
     schema = ALL_TABLE_SCHEMAS[table]

@@ -77,10 +77,12 @@ class SiteValidation:
 
 
 def validate_site(site_dir: Path, contracts_dir: Path | None = None, restricted_dir: Path | None = None,
-                  previous: Path | None = None) -> SiteValidation:
+                  previous: Path | None = None, verified_contracts: Path | None = None) -> SiteValidation:
     """Validate a site folder against the contracts; write JSON, samples and the DQ report to ``restricted_dir``.
 
     ``previous`` is an earlier run's ``validation.json`` for this site (for "what changed").
+    ``verified_contracts``: the record of suites already checked with great-expectations
+    (:func:`pcref_eval.contracts.suite.load_suites`).
     """
     t0 = time.perf_counter()
     site_dir = Path(site_dir)
@@ -115,7 +117,7 @@ def validate_site(site_dir: Path, contracts_dir: Path | None = None, restricted_
 
     t = time.perf_counter()
     try:
-        suites = load_suites(contracts_dir)
+        suites = load_suites(contracts_dir, verified_contracts)
     except ContractError as exc:
         return _finish(SiteValidation(site_id=site_id, status="error", results=_empty_results(), exit_code=2,
                                       message=f"The data contracts cannot be used: {exc}", site_dir=site_dir,

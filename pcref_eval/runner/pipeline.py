@@ -165,7 +165,8 @@ def _run_locked(config: EvaluationConfig, options: RunOptions, echo: Echo, run_i
         if reused:
             site_steps[site.id] = reused
             continue
-        site_steps[site.id]["contracts"] = check_contracts(site.path, paths, log, site.id)
+        site_steps[site.id]["contracts"] = check_contracts(site.path, paths, log, site.id,
+                                                           verified=verified_contracts_file(config))
 
     runnable = [s.id for s in config.sites if "notebook" not in site_steps[s.id]
                 and site_steps[s.id]["contracts"].status in ("ok", "warning")]
@@ -223,8 +224,20 @@ def _input_hashes(folder: Path) -> dict:
     return {"files": files, "combined": combined_hash(files)}
 
 
-def check_contracts(site_dir: Path, paths: RunPaths, log, site_id: str) -> StepResult:
-    """Validate a site's extract against the data contracts (errors stop the site, warnings do not)."""
+#: Where (under the outputs folder) runs record data-contract suites already checked with great-expectations.
+VERIFIED_CONTRACTS = Path(".cache") / "verified-contracts.json"
+
+
+def verified_contracts_file(config: EvaluationConfig) -> Path:
+    """The record of suites checked with great-expectations for runs into ``config.outputs.dir``."""
+    return config.outputs.dir / VERIFIED_CONTRACTS
+
+
+def check_contracts(site_dir: Path, paths: RunPaths, log, site_id: str, verified: Path | None = None) -> StepResult:
+    """Validate a site's extract against the data contracts (errors stop the site, warnings do not).
+
+    ``verified``: record of suites already checked with great-expectations (skips its 10-15 s import).
+    """
     t0 = time.perf_counter()
     try:
         from pcref_eval.contracts import validate_site
@@ -234,7 +247,7 @@ def check_contracts(site_dir: Path, paths: RunPaths, log, site_id: str) -> StepR
         step = _required_columns_only(site_dir)
     else:
         result = validate_site(site_dir, restricted_dir=paths.restricted / "dq" / site_id,
-                               previous=_previous_validation(paths, site_id))
+                               previous=_previous_validation(paths, site_id), verified_contracts=verified)
         status = {"pass": "ok", "warning": "warning", "error": "failed"}[result.status]
         step = StepResult(status, message=result.message or _failed_expectations(result))
     step.seconds = time.perf_counter() - t0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -160,3 +161,61 @@ def test_importing_contracts_does_not_import_great_expectations():
             "print('great_expectations' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_verified_record_skips_only_the_gx_objects_of_identical_suites(tmp_path):
+    """Suites checked with GX once are not rebuilt with GX; an edit (even a bad one) is checked again."""
+    from pcref_eval.contracts.suite import read_verified
+
+    contracts = _contracts_copy(tmp_path)
+    record = tmp_path / "outputs" / ".cache" / "verified-contracts.json"
+    first = load_suites(contracts, verified_file=record)
+    assert all(s.gx is not None for suite in first.values() for s in suite.expectations if not s.workbench)
+    assert len(read_verified(record)) == 1
+    (contracts / "README.md").write_text("not a suite: does not change the key\n")
+    os.utime(contracts / "ctos.yml")  # a new mtime defeats the in-process cache; the bytes are unchanged
+    second = load_suites(contracts, verified_file=record)
+    specs = [s for suite in second.values() for s in suite.expectations]
+    assert all(s.gx is None for s in specs)  # trusted: no GX object built
+    assert [(s.key, s.kwargs, s.severity) for s in specs] == \
+        [(s.key, s.kwargs, s.severity) for suite in first.values() for s in suite.expectations]
+    unique = next(s for s in specs if s.type == "expect_column_values_to_be_unique")
+    assert type(unique.gx_expectation()).__name__ == "ExpectColumnValuesToBeUnique"  # built on demand
+    # an edit changes the key: the edited suite is checked with GX again and a bad type is refused
+    text = (contracts / "ctos.yml").read_text()
+    (contracts / "ctos.yml").write_text(text.replace("type: expect_column_values_to_be_unique, kwargs: {column: cto_id}",
+                                                     "type: expect_column_values_to_be_uniqe, kwargs: {column: cto_id}"))
+    with pytest.raises(ContractError, match="uniqe"):
+        load_suites(contracts, verified_file=record)
+    assert len(read_verified(record)) == 1
+
+
+def test_the_key_covers_the_gx_version_and_the_suite_bytes(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from pcref_eval.contracts.suite import suite_files, suites_key
+
+    contracts = _contracts_copy(tmp_path)
+    _, files = suite_files(contracts)
+    key = suites_key(files)
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "0.0.1" if name == "great_expectations" else real(name))
+    assert suites_key(files) != key
+    monkeypatch.undo()
+    (contracts / "people.yml").write_text((contracts / "people.yml").read_text() + "\n")
+    assert suites_key(files) != key
+
+
+def test_check_contracts_command_records_the_check(tmp_path, capsys):
+    from pcref_eval.cli import main
+    from pcref_eval.contracts.suite import read_verified, suite_files, suites_key
+
+    outputs = tmp_path / "outputs"
+    assert main(["check-contracts", "--outputs", str(outputs)]) == 0
+    assert "expectations: valid for great-expectations" in capsys.readouterr().out
+    assert suites_key(suite_files(None)[1]) in read_verified(outputs / ".cache" / "verified-contracts.json")
+    bad = _contracts_copy(tmp_path)
+    (bad / "ctos.yml").write_text((bad / "ctos.yml").read_text().replace("expect_column_values_to_be_unique",
+                                                                         "expect_column_values_to_be_uniqe"))
+    assert main(["check-contracts", "--contracts", str(bad), "--outputs", str(outputs)]) == 2
+    assert "uniqe" in capsys.readouterr().err
