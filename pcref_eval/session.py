@@ -85,10 +85,15 @@ def open_cross_site(config_path: str | Path, site_ids: list[str], run_dir: str |
 
 
 def _save_cohort(cohort: pd.DataFrame, path: Path) -> None:
+    """Write the cohort atomically: the cross-site notebook, running alongside, never reads half a file."""
+    import os
+
     out = cohort.copy()
     for col in ("ethnic_group", "broad_group"):
         out[col] = out[col].astype(str)
-    out.to_parquet(path, index=False)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    out.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def _load_cohort(path: Path, config: EvaluationConfig) -> pd.DataFrame:

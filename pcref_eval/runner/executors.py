@@ -38,8 +38,11 @@ def default_workers(n_jobs: int) -> int:
 
 
 def run_jobs(jobs: dict[str, Job], cwd: Path, executor: str = "process", workers: int | None = None,
-             scheduler: str | None = None, log: Log = print, what: str = "site notebook") -> dict:
-    """Run ``jobs`` with the chosen executor; return ``{name: StepResult}`` (never raises for a job)."""
+             scheduler: str | None = None, log: Log = print, what: str | dict[str, str] = "site notebook") -> dict:
+    """Run ``jobs`` with the chosen executor; return ``{name: StepResult}`` (never raises for a job).
+
+    Jobs start in the order given. ``what`` names the jobs in the log (one label, or one per job).
+    """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
     if not jobs:
@@ -57,13 +60,23 @@ def _run_serial(jobs, cwd, log, what) -> dict:
     for name, job in jobs.items():
         log(f"[{name}] running {Path(job[0]).name} ...")
         results[name] = execute_job(job, cwd)
-        log_step(log, name, what, results[name])
+        log_step(log, name, _label(what, name), results[name])
     return results
+
+
+def _label(what: str | dict[str, str], name: str) -> str:
+    return what.get(name, "notebook") if isinstance(what, dict) else what
+
+
+def _count(jobs: dict, what: str | dict[str, str]) -> str:
+    """``4 site notebook(s)`` or, for mixed jobs, ``5 notebook(s)``."""
+    labels = set(what.values()) if isinstance(what, dict) else {what}
+    return f"{len(jobs)} {labels.pop() if len(labels) == 1 else 'notebook'}(s)"
 
 
 def _run_pool(jobs, cwd, workers, log, what) -> dict:
     from pcref_eval.runner.pipeline import StepResult, execute_job
-    log(f"running {len(jobs)} {what}(s) in a pool of {workers} process(es)")
+    log(f"running {_count(jobs, what)} in a pool of {workers} process(es)")
     results = {}
     with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent) as pool:
         futures = {pool.submit(execute_job, job, cwd): name for name, job in jobs.items()}
@@ -73,7 +86,7 @@ def _run_pool(jobs, cwd, workers, log, what) -> dict:
                 results[name] = fut.result()
             except BrokenProcessPool as exc:  # a worker was killed (e.g. out of memory)
                 results[name] = StepResult("failed", message=f"worker process died: {exc}")
-            log_step(log, name, what, results[name])
+            log_step(log, name, _label(what, name), results[name])
     return results
 
 
@@ -98,12 +111,12 @@ def _run_dask(jobs, cwd, workers, scheduler, log, what) -> dict:
     try:
         if scheduler:
             client = Client(scheduler)  # connect timeout: distributed.comm.timeouts.connect (30 s)
-            log(f"running {len(jobs)} {what}(s) on the Dask cluster at {scheduler}")
+            log(f"running {_count(jobs, what)} on the Dask cluster at {scheduler}")
         else:
             n = workers or default_workers(len(jobs))
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
             client = Client(cluster)
-            log(f"running {len(jobs)} {what}(s) on a local Dask cluster of {n} worker(s)")
+            log(f"running {_count(jobs, what)} on a local Dask cluster of {n} worker(s)")
     except Exception as exc:  # scheduler unreachable: every job fails, the run still finishes
         msg = f"Dask cluster unavailable ({scheduler or 'local'}): {type(exc).__name__}: {exc}"
         log(msg)
@@ -123,7 +136,7 @@ def _run_dask(jobs, cwd, workers, scheduler, log, what) -> dict:
             except Exception as exc:  # KilledWorker, lost connection: isolate the job
                 results[name] = StepResult("failed", time.perf_counter() - t0[name],
                                            f"Dask task failed: {type(exc).__name__}: {exc}")
-            log_step(log, name, what, results[name])
+            log_step(log, name, _label(what, name), results[name])
     finally:
         client.close()
         if cluster is not None:

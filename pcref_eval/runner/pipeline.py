@@ -28,7 +28,7 @@ from pcref_eval import __version__
 from pcref_eval.config import EvaluationConfig, write_config
 from pcref_eval.runner.manifest import (combined_hash, folder_hashes, git_commit, package_versions, utc_now,
                                         write_manifest)
-from pcref_eval.runner.cache import (CachePlan, reuse_cross_site, reuse_release_check, reuse_report,
+from pcref_eval.runner.cache import (CROSS_SITE_OWNER, CachePlan, reuse_cross_site, reuse_release_check, reuse_report,
                                      reuse_site)
 from pcref_eval.runner.executors import default_workers, run_jobs
 from pcref_eval.runner.lock import RunLock, remove_stale_staging
@@ -170,15 +170,27 @@ def _run_locked(config: EvaluationConfig, options: RunOptions, echo: Echo, run_i
 
     runnable = [s.id for s in config.sites if "notebook" not in site_steps[s.id]
                 and site_steps[s.id]["contracts"].status in ("ok", "warning")]
-    for site_id, step in run_site_notebooks(config, runnable, paths, options, log).items():
+    expected = [s.id for s in config.sites if s.id in runnable
+                or site_steps[s.id].get("notebook", StepResult("skipped")).status == "ok"]
+    along = (options.executor != "serial" and runnable and expected
+             and plan.find_cross_site(expected) is None)
+    results = run_site_notebooks(config, runnable, paths, options, log,
+                                 cross_site=expected if along else None)
+    speculative = results.pop(CROSS_SITE_OWNER, None)
+    for site_id, step in results.items():
         site_steps[site_id]["notebook"] = step
     for s in config.sites:
         site_steps[s.id].setdefault("notebook", StepResult("skipped", message="not analysed: data contract errors"))
 
     analysed = [s.id for s in config.sites if site_steps[s.id]["notebook"].status == "ok"]
     overall: dict[str, StepResult] = {}
-    overall["cross_site"] = (reuse_cross_site(plan, analysed, paths.root, log)
-                             or run_cross_site(config, analysed, paths, log, notebook=options.cross_site_notebook))
+    if speculative is not None and analysed == expected:
+        overall["cross_site"] = speculative
+    else:
+        if speculative is not None:
+            discard_cross_site(paths.root, [s.id for s in config.sites], log)
+        overall["cross_site"] = (reuse_cross_site(plan, analysed, paths.root, log)
+                                 or run_cross_site(config, analysed, paths, log, notebook=options.cross_site_notebook))
     manifest["cache"] = plan.manifest_entry()
     record_steps(manifest, site_steps, overall)
     write_manifest(paths.root / "manifest.json", manifest)  # provisional: the report's title page reads it
@@ -291,13 +303,35 @@ def site_parameters(config_path: Path, site_id: str, run_dir: Path) -> dict:
 
 
 def run_site_notebooks(config: EvaluationConfig, site_ids: list[str], paths: RunPaths, options: RunOptions,
-                       log) -> dict[str, StepResult]:
-    """Execute the site notebook for each site: serially, in a process pool or on Dask (runner.executors)."""
+                       log, cross_site: list[str] | None = None) -> dict[str, StepResult]:
+    """Execute the site notebook for each site: serially, in a process pool or on Dask (runner.executors).
+
+    With ``cross_site`` (the sites expected to be analysed), the cross-site notebook over those sites
+    runs in the same pool, first, while the site notebooks run (its result is under ``"all"``). It
+    builds any cohort a site notebook has not yet saved (cohorts are deterministic, and saved
+    atomically), so it does not wait for them; :func:`_run_locked` discards and re-runs it when a
+    site notebook then fails.
+    """
     notebook = options.site_notebook or SITE_NOTEBOOK
-    jobs = {s: (notebook, paths.notebooks / f"site_{s}.ipynb", site_parameters(paths.config, s, paths.root))
-            for s in site_ids}
+    jobs, what = {}, {}
+    if cross_site:
+        jobs[CROSS_SITE_OWNER] = cross_site_job(cross_site, paths, options.cross_site_notebook)
+        what[CROSS_SITE_OWNER] = "cross-site notebook"
+    for s in site_ids:
+        jobs[s] = (notebook, paths.notebooks / f"site_{s}.ipynb", site_parameters(paths.config, s, paths.root))
+        what[s] = "site notebook"
     return run_jobs(jobs, paths.root, executor=options.executor, workers=options.workers,
-                    scheduler=options.scheduler, log=log, what="site notebook")
+                    scheduler=options.scheduler, log=log, what=what)
+
+
+def discard_cross_site(run_dir: Path, site_ids: list[str], log) -> None:
+    """Delete the outputs of a cross-site notebook run over sites of which one then failed."""
+    from pcref_eval.runner.cache import step_files
+    files = step_files(run_dir, CROSS_SITE_OWNER, site_ids)
+    for rel in files:
+        (run_dir / rel).unlink(missing_ok=True)
+    log(f"[all] a site notebook failed: the cross-site notebook run alongside is discarded ({len(files)} file(s)) "
+        f"and run again over the analysed sites")
 
 
 def _default_workers(n_jobs: int) -> int:
@@ -340,9 +374,13 @@ def run_cross_site(config: EvaluationConfig, site_ids: list[str], paths: RunPath
     if not site_ids:
         log("[all] cross-site notebook: skipped (no site analysed)")
         return StepResult("skipped", message="no site analysed")
+    return _execute_logged(CROSS_SITE_OWNER, cross_site_job(site_ids, paths, notebook), paths.root, log)
+
+
+def cross_site_job(site_ids: list[str], paths: RunPaths, notebook: Path | None = None) -> tuple:
+    """The cross-site notebook job over ``site_ids``: (notebook, output, parameters)."""
     params = {"config_path": str(paths.config), "site_ids": site_ids, "run_dir": str(paths.root)}
-    job = (notebook or CROSS_SITE_NOTEBOOK, paths.notebooks / "cross_site.ipynb", params)
-    return _execute_logged("all", job, paths.root, log)
+    return (notebook or CROSS_SITE_NOTEBOOK, paths.notebooks / "cross_site.ipynb", params)
 
 
 def build_reports(config: EvaluationConfig, paths: RunPaths, site_steps, log) -> StepResult:

@@ -31,6 +31,9 @@ def _check_isolated(result):
         assert (result.run_dir / "restricted" / "notebooks" / f"site_{s}.ipynb").exists()
     # the cross-site notebook pooled the two sites that succeeded
     assert (result.run_dir / "restricted" / "tables" / "all_sites.csv").read_text().split() == ["site_a", "site_c"]
+    assert (result.run_dir / "restricted" / "tables" / "all_n2.csv").exists()
+    # with a pool it first ran alongside over all three sites: those outputs were discarded, not left stale
+    assert not (result.run_dir / "restricted" / "tables" / "all_n3.csv").exists()
 
 
 def _check_outputs(run_dir, data, sites):
@@ -51,6 +54,19 @@ def test_serial_and_process_pool_agree_and_isolate_a_failing_site(data, tmp_path
     assert not list((pool.run_dir / "release" / "tables").glob("site_b_*"))
     for name in ("release/tables/site_a_detention_rates.csv", "restricted/tables/site_a_digest.csv"):
         assert (pool.run_dir / name).read_bytes() == (serial.run_dir / name).read_bytes()
+
+
+def test_cross_site_runs_alongside_the_site_notebooks_in_a_pool(data, tmp_path, no_report):
+    result = run_evaluation(make_config(data, tmp_path / "pool"), options(executor="process", workers=2), **QUIET)
+    assert result.status == "ok"
+    log = (result.run_dir / "run.log").read_text()
+    assert "running 4 notebook(s) in a pool of 2 process(es)" in log
+    assert "[all] cross-site notebook: ok" in log and "discarded" not in log
+    assert (result.run_dir / "restricted" / "tables" / "all_sites.csv").read_text().split() == SITES
+    summary = (result.run_dir / "release" / "tables" / "all_summary.csv").read_text().splitlines()
+    for s in SITES:  # the pooled numbers are the site notebooks' numbers
+        site_ratio = (result.run_dir / "release" / "tables" / f"{s}_detention_rates.csv").read_text().splitlines()[1]
+        assert f"{s},{','.join(site_ratio.split(',')[:2])}" in summary
 
 
 def test_dask_cluster_runs_the_jobs_and_isolates_a_failing_one(data, tmp_path):
