@@ -24,8 +24,13 @@ class NotebookFailed(RuntimeError):
         self.summary = summary
 
 
-def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path, timeout: int = 1800) -> None:
-    """Run ``source`` with papermill into ``output`` with ``parameters``; raise NotebookFailed on error."""
+def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path, timeout: int = 1800,
+                     kernel_log: Path | None = None) -> None:
+    """Run ``source`` with papermill into ``output`` with ``parameters``; raise NotebookFailed on error.
+
+    ``kernel_log``: file that receives the kernel process's own stdout/stderr (library warnings,
+    its shutdown messages), which would otherwise go to the run's console. Keep it restricted.
+    """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -41,7 +46,7 @@ def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path, ti
                 str(source), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
                 progress_bar=False, log_output=False, execution_timeout=timeout,
                 config=_kernel_config(Path(runtime)), resources={"metadata": {"path": str(cwd)}},
-                kernel_manager_class=_kernel_manager_class(),
+                kernel_manager_class=_kernel_manager_class(kernel_log),
             )
         except PapermillExecutionError as exc:
             raise NotebookFailed(source, f"{exc.ename}: {exc.evalue}".strip()) from None
@@ -71,24 +76,34 @@ def _has_curve() -> bool:
 _KM_CLASS = None
 
 
-def _kernel_manager_class():
+def _kernel_manager_class(kernel_log: Path | None = None):
     """An AsyncKernelManager whose kernels import the same ``pcref_eval`` as this process.
 
     From a source checkout (package not installed), the kernel started in the run folder could not
     import ``pcref_eval`` or could import a different copy: the checkout goes first on its PYTHONPATH.
+    With ``kernel_log`` (a subclass per call, so threads never share it) the kernel's stdout and
+    stderr are appended to that file.
     """
     global _KM_CLASS
     if _KM_CLASS is None:
         from jupyter_client.manager import AsyncKernelManager
 
         class PcrefKernelManager(AsyncKernelManager):
+            kernel_log_path: str | None = None
+
             async def start_kernel(self, **kw):
                 env = dict(kw.pop("env", None) or os.environ)
                 root = str(Path(pcref_eval.__file__).resolve().parent.parent)
                 if (Path(root) / "pyproject.toml").exists():
                     parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
                     env["PYTHONPATH"] = os.pathsep.join([root, *parts])
-                return await super().start_kernel(env=env, **kw)
+                if self.kernel_log_path is None:
+                    return await super().start_kernel(env=env, **kw)
+                Path(self.kernel_log_path).parent.mkdir(parents=True, exist_ok=True)
+                with open(self.kernel_log_path, "ab") as log:  # the kernel keeps its own copy of the descriptor
+                    return await super().start_kernel(env=env, stdout=log, stderr=log, **kw)
 
         _KM_CLASS = PcrefKernelManager
-    return _KM_CLASS
+    if kernel_log is None:
+        return _KM_CLASS
+    return type("PcrefLoggedKernelManager", (_KM_CLASS,), {"kernel_log_path": str(kernel_log)})

@@ -349,12 +349,18 @@ def execute_job(job: tuple[Path, Path, dict], cwd: Path) -> StepResult:
     source, output, params = job
     t0 = time.perf_counter()
     try:
-        execute_notebook(source, output, params, cwd)
+        execute_notebook(source, output, params, cwd, kernel_log=kernel_log_path(output))
     except NotebookFailed as exc:
         return StepResult("failed", time.perf_counter() - t0, exc.summary)
     except Exception as exc:  # kernel death, timeouts: isolate the site
         return StepResult("failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
     return StepResult("ok", time.perf_counter() - t0)
+
+
+def kernel_log_path(output: Path) -> Path:
+    """``restricted/logs/<site id or all>.kernel.log`` for the executed notebook ``output`` (restricted)."""
+    name = output.stem.removeprefix("site_") if output.stem.startswith("site_") else "all"
+    return output.parent.parent / "logs" / f"{name}.kernel.log"
 
 
 def _execute_logged(name: str, job, cwd: Path, log) -> StepResult:

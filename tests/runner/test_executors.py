@@ -62,6 +62,9 @@ def test_cross_site_runs_alongside_the_site_notebooks_in_a_pool(data, tmp_path, 
     log = (result.run_dir / "run.log").read_text()
     assert "running 4 notebook(s) in a pool of 2 process(es)" in log
     assert "[all] cross-site notebook: ok" in log and "discarded" not in log
+    # each kernel's own output goes to a restricted log per notebook, not to the console
+    assert {p.name for p in (result.run_dir / "restricted" / "logs").iterdir()} == \
+        {f"{s}.kernel.log" for s in [*SITES, "all"]}
     assert (result.run_dir / "restricted" / "tables" / "all_sites.csv").read_text().split() == SITES
     summary = (result.run_dir / "release" / "tables" / "all_summary.csv").read_text().splitlines()
     for s in SITES:  # the pooled numbers are the site notebooks' numbers
