@@ -17,6 +17,9 @@ For each size it generates synthetic data once (kept under ``--data``), then run
   cells and contract checks (all as process-seconds, and as a share of them);
 - **cached rerun**: the same run again with nothing changed, as a share of the full run.
 
+Before the full run the contract suites are checked with great-expectations into the outputs
+folder's record (``pcref-eval check-contracts``, untimed), as ``make setup`` does for the demo.
+
 The runs use a snapshot of the workbench (``pcref_eval/``, ``notebooks/``, ``data_contracts/``,
 ``pyproject.toml``, ``requirements.lock`` copied to a temporary folder), so edits made to the checkout while the benchmark
 runs neither mix versions nor invalidate the cache between the full and the cached run.
@@ -144,6 +147,9 @@ def bench_size(people: int, args, env: dict) -> dict:
     cfg = outputs / "config.yml"
     outputs.mkdir(parents=True, exist_ok=True)
     write_config(config, cfg)
+    # as `make setup` does: check the contract suites with great-expectations once (not timed)
+    subprocess.run([sys.executable, "-m", "pcref_eval.cli", "check-contracts", "--outputs", str(outputs)], env=env,
+                   cwd=env.get("PCREF_BENCH_CWD"), check=True, stdout=subprocess.DEVNULL)
     base = [sys.executable, "-m", "pcref_eval.cli", "run", "--config", str(cfg), "--executor", args.executor]
     if args.workers:
         base += ["--workers", str(args.workers)]
