@@ -274,15 +274,33 @@ def write_pdf_chromium(html_path: Path, out: Path, timeout: int = 180) -> Path:
 # --------------------------------------------------------------------------------------------- DOCX
 
 
-def docx_html(html: str) -> str:
-    """The report HTML adapted for pandoc: no contents list (Word builds its own), no footer."""
+def docx_html(html: str, image_dir: Path | None = None) -> str:
+    """The report HTML adapted for pandoc: no contents list (Word builds its own), no footer.
+
+    With ``image_dir``, embedded (``data:``) PNG figures are written there as files and referenced
+    by name: pandoc's HTML reader is slow on long data URIs (demo report: 9.5 s -> 2.0 s).
+    """
     soup = BeautifulSoup(html, "html.parser")
     for sel in ("nav.toc", "footer.report-footer", "style", "title", "meta"):
         for el in soup.select(sel):
             el.decompose()
     for sup in soup.select("sup.cite"):
         sup.string = sup.get_text()
+    if image_dir is not None:
+        _figures_to_files(soup, image_dir)
     return str(soup)
+
+
+def _figures_to_files(soup: BeautifulSoup, image_dir: Path) -> None:
+    import base64
+
+    prefix = "data:image/png;base64,"
+    for i, img in enumerate(soup.find_all("img")):
+        src = img.get("src") or ""
+        if src.startswith(prefix):
+            name = f"figure-{i:03d}.png"
+            (image_dir / name).write_bytes(base64.b64decode(src[len(prefix):]))
+            img["src"] = name
 
 
 def write_docx(html: str, out: Path) -> Path:
@@ -290,7 +308,7 @@ def write_docx(html: str, out: Path) -> Path:
     import pypandoc
     with tempfile.TemporaryDirectory(prefix="pcref-docx-") as tmp:
         src = Path(tmp) / "report.html"
-        src.write_text(docx_html(html), encoding="utf-8")
+        src.write_text(docx_html(html, image_dir=Path(tmp)), encoding="utf-8")
         pypandoc.convert_file(str(src), "docx", format="html", outputfile=str(out),
                               extra_args=[f"--resource-path={tmp}"])
     _polish_docx(out)

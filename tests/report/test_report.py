@@ -145,6 +145,9 @@ def test_docx_has_word_tables_and_embedded_figures(built_run):
     assert len(doc.tables) >= 8
     assert len(doc.inline_shapes) >= 3
     assert doc.part.package.image_parts and len(list(doc.part.package.image_parts)) >= 3
+    # every figure of the HTML report is embedded (pandoc reads them as files, not data URIs)
+    html = built_run[1]["html"].read_text(encoding="utf-8")
+    assert len(doc.inline_shapes) == html.count("<img")
     header = [c.text for c in doc.tables[3].rows[0].cells]
     assert header and all(h for h in header)
     assert abs(doc.sections[0].page_width.mm - 210) < 1
