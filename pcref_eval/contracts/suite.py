@@ -163,19 +163,20 @@ class Suite:
     expectations: tuple[ExpectationSpec, ...]
 
 
-def load_suites(contracts_dir: str | Path | None = None, verified_file: str | Path | None = None
-                ) -> dict[str, Suite]:
+def load_suites(contracts_dir: str | Path | None = None, verified_file: str | Path | None = None,
+                trust_record: bool = True) -> dict[str, Suite]:
     """Load and strictly check every ``*.yml``/``*.yaml``/``*.json`` suite in ``contracts_dir``.
 
     Returns ``{table: Suite}``. Raises :class:`ContractError` for an unreadable file, an unknown
     expectation type, an invalid argument, a column the table does not have, a duplicate suite
     for one table, or a table of the extract without a suite. With ``verified_file``, suites already
-    checked with great-expectations are not checked with it again (see the module docstring).
+    checked with great-expectations are not checked with it again (see the module docstring) unless
+    ``trust_record`` is False; a check made here is recorded there.
     """
     folder, files = suite_files(contracts_dir)
     stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
     key = suites_key(files) if verified_file is not None else None
-    trusted = key is not None and key in read_verified(Path(verified_file))
+    trusted = trust_record and key is not None and key in read_verified(Path(verified_file))
     suites = dict(_load_cached(str(folder), stamp, not trusted))
     if key is not None and not trusted:
         record_verified(Path(verified_file), key)
@@ -192,11 +193,7 @@ def suite_files(contracts_dir: str | Path | None = None) -> tuple[Path, list[Pat
 
 def check_suites_with_gx(contracts_dir: str | Path | None, verified_file: str | Path) -> dict[str, Suite]:
     """Load the suites strictly with great-expectations (never trusting a record) and record the check."""
-    folder, files = suite_files(contracts_dir)
-    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
-    suites = dict(_load_cached(str(folder), stamp, True))
-    record_verified(Path(verified_file), suites_key(files))
-    return suites
+    return load_suites(contracts_dir, verified_file, trust_record=False)
 
 
 def suites_key(files: list[Path]) -> str:
@@ -216,10 +213,15 @@ def suites_key(files: list[Path]) -> str:
 
 def read_verified(path: Path) -> set[str]:
     """Suite keys recorded in ``path`` as checked with great-expectations (empty if absent or unreadable)."""
+    return set(_verified_entries(path))
+
+
+def _verified_entries(path: Path) -> dict:
     try:
-        return set(json.loads(path.read_text(encoding="utf-8")).get("verified", {}))
+        entries = json.loads(path.read_text(encoding="utf-8")).get("verified", {})
     except (OSError, ValueError, AttributeError):
-        return set()
+        return {}
+    return entries if isinstance(entries, dict) else {}
 
 
 def record_verified(path: Path, key: str, keep: int = 20) -> None:
@@ -227,10 +229,7 @@ def record_verified(path: Path, key: str, keep: int = 20) -> None:
     from datetime import datetime, timezone
     from importlib import metadata
 
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")).get("verified", {})
-    except (OSError, ValueError, AttributeError):
-        data = {}
+    data = _verified_entries(path)
     data[key] = {"checked_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "great_expectations": metadata.version("great_expectations")}
     data = dict(sorted(data.items(), key=lambda kv: kv[1]["checked_at"])[-keep:])
