@@ -50,6 +50,14 @@ class Aggregate:
     counts: list[str]
     derived: dict[str, list[str]] = field(default_factory=dict)
     totals: Totals | None = None
+    #: Columns that are denominators (population, person-years, bed days): controlled like counts where
+    #: they count people, and the inputs from which derived values are recomputed.
+    denominators: list[str] = field(default_factory=list)
+    #: Model outputs (hazard ratios, their intervals, p-values, ITS and pooled estimates): released as
+    #: computed, only when the cells they rest on meet the minimum counts.
+    model: list[str] = field(default_factory=list)
+    #: Label columns (group, site, measure, period names): never numeric facts about people.
+    labels: list[str] = field(default_factory=list)
 
 
 @dataclass
