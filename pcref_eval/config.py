@@ -82,9 +82,11 @@ class CohortConfig(_Strict):
 class DisclosureConfig(_Strict):
     """Statistical disclosure control applied to every released table (see pcref_eval.disclosure)."""
 
-    policy: Literal["opensafely", "nhse_mha"] = "opensafely"
-    threshold: int | None = None  # default: 7 (opensafely) or 4 (nhse_mha: counts below 5 suppressed)
-    rounding: int = 5
+    #: opensafely (redact 1-7, round to 5), nhse_mha or nhse (suppress below 5, round to 5), strict (redact 1-10,
+    #: round to 10); see docs/disclosure.md
+    policy: Literal["opensafely", "nhse_mha", "nhse", "strict"] = "opensafely"
+    threshold: int | None = None  # default: the policy's (7 opensafely, 4 nhse_mha, 10 strict)
+    rounding: int | None = None   # default: the policy's (5; 10 strict)
 
 
 class OutputConfig(_Strict):

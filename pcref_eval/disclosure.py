@@ -42,37 +42,69 @@ import pandas as pd
 REDACTED = "[REDACTED]"
 #: Row labels recognised as a total row when a table does not declare its totals.
 TOTAL_LABELS = {"total", "all", "overall", "all groups", "all people", "all sites", "all ethnic groups"}
-POLICY_DEFAULTS = {"opensafely": {"threshold": 7, "rounding": 5}, "nhse_mha": {"threshold": 4, "rounding": 5}}
+POLICY_DEFAULTS = {"opensafely": {"threshold": 7, "rounding": 5, "km_rounding": 6, "summary_min": 10},
+                   "nhse_mha": {"threshold": 4, "rounding": 5, "km_rounding": 6, "summary_min": 10},
+                   "strict": {"threshold": 10, "rounding": 10, "km_rounding": 10, "summary_min": 20}}
+#: Other accepted names of the policies above.
+POLICY_ALIASES = {"nhse": "nhse_mha"}
+
+
+def policy_name(name: str) -> str:
+    """Canonical policy name (``nhse`` -> ``nhse_mha``); a clear error for an unknown one."""
+    key = POLICY_ALIASES.get(str(name), str(name))
+    if key not in POLICY_DEFAULTS:
+        raise ValueError(f"unknown disclosure policy {name!r}: use one of "
+                         f"{sorted([*POLICY_DEFAULTS, *POLICY_ALIASES])}")
+    return key
 
 
 @dataclass(frozen=True)
 class DisclosurePolicy:
-    """Redact counts in 1..threshold, then round the rest to the nearest ``rounding``."""
+    """Redact counts in 1..threshold, then round the rest to the nearest ``rounding``.
+
+    ``km_rounding``: base of the midpoint rounding of Kaplan-Meier cumulative counts (6: OpenSAFELY).
+    ``summary_min``: group means, SDs and medians are withheld for groups with fewer people.
+    """
 
     name: str = "opensafely"
     threshold: int = 7
     rounding: int = 5
+    km_rounding: int = 6
+    summary_min: int = 10
 
     def __post_init__(self):
-        if self.threshold < 0 or self.rounding < 1:
+        if self.threshold < 0 or self.rounding < 1 or self.km_rounding < 1:
             raise ValueError(f"disclosure policy needs threshold >= 0 and rounding >= 1, got {self}")
 
     @classmethod
+    def named(cls, name: str) -> "DisclosurePolicy":
+        """A policy by name: ``opensafely``, ``nhse_mha`` (or ``nhse``), ``strict``."""
+        key = policy_name(name)
+        return cls(key, **POLICY_DEFAULTS[key])
+
+    @classmethod
     def opensafely(cls) -> "DisclosurePolicy":
-        """Redact 1-7, round to 5 (OpenSAFELY)."""
-        return cls("opensafely", 7, 5)
+        """Redact 1-7, round to 5, midpoint-6 for Kaplan-Meier (OpenSAFELY)."""
+        return cls.named("opensafely")
 
     @classmethod
     def nhse_mha(cls) -> "DisclosurePolicy":
         """Suppress 1-4 (below 5), round to 5 (NHS England MHA statistics)."""
-        return cls("nhse_mha", 4, 5)
+        return cls.named("nhse_mha")
+
+    @classmethod
+    def strict(cls) -> "DisclosurePolicy":
+        """Redact 1-10, round to 10, midpoint-10 for Kaplan-Meier, summaries only for groups of 20+."""
+        return cls.named("strict")
 
     @classmethod
     def from_config(cls, cfg) -> "DisclosurePolicy":
-        """Build from :class:`~pcref_eval.config.DisclosureConfig`."""
-        default = POLICY_DEFAULTS.get(cfg.policy, POLICY_DEFAULTS["opensafely"])["threshold"]
-        return cls(name=cfg.policy, threshold=cfg.threshold if cfg.threshold is not None else default,
-                   rounding=cfg.rounding)
+        """Build from :class:`~pcref_eval.config.DisclosureConfig` (threshold/rounding override the named policy)."""
+        base = cls.named(cfg.policy)
+        rounding = getattr(cfg, "rounding", None)
+        return cls(name=base.name, threshold=cfg.threshold if cfg.threshold is not None else base.threshold,
+                   rounding=rounding if rounding is not None else base.rounding,
+                   km_rounding=base.km_rounding, summary_min=base.summary_min)
 
     def describe(self) -> str:
         """One sentence for methods sections and report footers."""
@@ -318,3 +350,187 @@ def __getattr__(name: str):
         from pcref_eval.survival.release import km_release_table
         return km_release_table
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Derived values: how the publisher (and the release check) recompute them from the RELEASED counts.
+#
+# ``Aggregate.derived`` maps a column to either a list of source columns (old form: the value is
+# blanked where a source is redacted, released as computed otherwise; the release check cannot
+# recompute it) or to one of the specs below (new form: the value is RECOMPUTED from the released,
+# rounded and redacted, numerator and denominator, so it gives nothing back that the counts do not).
+# ``Summary`` marks a group mean/SD/median: released as computed, withheld when the group is smaller
+# than ``policy.summary_min``.
+
+
+def _col(df: pd.DataFrame, name: str) -> np.ndarray:
+    return pd.to_numeric(df[name], errors="coerce").astype(float).to_numpy()
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """``scale * numerator / denominator`` (a percentage with ``scale=100``; NaN where the denominator is 0)."""
+
+    numerator: str
+    denominator: str
+    scale: float = 1.0
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.numerator, self.denominator]
+
+    def compute(self, df: pd.DataFrame) -> np.ndarray:
+        x, n = _col(df, self.numerator), _col(df, self.denominator)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(n > 0, self.scale * x / n, np.nan)
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """``numerator / denominator`` x ``scale`` (100: percentage); ``interval`` 'lower'/'upper' = Wilson limit."""
+
+    numerator: str
+    denominator: str
+    scale: float = 100.0
+    interval: str | None = None
+    conf: float = 0.95
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.numerator, self.denominator]
+
+    def compute(self, df: pd.DataFrame) -> np.ndarray:
+        from pcref_eval.rates import wilson_limits
+        x, n = _col(df, self.numerator), _col(df, self.denominator)
+        ok = (n > 0) & (x <= n)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.interval is None:
+                v = x / n
+            else:
+                lo, hi = wilson_limits(x, n, self.conf)
+                v = lo if self.interval == "lower" else hi
+        return np.where(ok, self.scale * v, np.nan)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Crude rate ``numerator / (denominator x years) x per``; ``interval`` 'lower'/'upper': exact Poisson
+    limits below 10 events, Byar's from 10 (PHEindicatormethods)."""
+
+    numerator: str
+    denominator: str
+    per: float = 100_000
+    years: float = 1.0
+    interval: str | None = None
+    conf: float = 0.95
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.numerator, self.denominator]
+
+    def compute(self, df: pd.DataFrame) -> np.ndarray:
+        from pcref_eval.rates import poisson_limits
+        x, n = _col(df, self.numerator), _col(df, self.denominator) * self.years
+        ok = (n > 0) & ~np.isnan(x)
+        v = np.full(len(x), np.nan)
+        if ok.any():
+            if self.interval is None:
+                v[ok] = x[ok]
+            else:
+                lo, hi, _ = poisson_limits(x[ok], self.conf)
+                v[ok] = lo if self.interval == "lower" else hi
+            v[ok] = v[ok] / n[ok] * self.per
+        return v
+
+
+@dataclass(frozen=True)
+class RateRatio:
+    """Rate (numerator/denominator) of each row over that of the row where ``label_col == reference``;
+    ``interval`` 'lower'/'upper' as :func:`pcref_eval.rates.rate_ratio` (exact conditional below 10
+    events, else log-normal). ``by`` columns: one reference row per block (e.g. per site or month)."""
+
+    numerator: str
+    denominator: str
+    label_col: str
+    reference: str
+    interval: str | None = None
+    conf: float = 0.95
+    by: tuple[str, ...] = ()
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.numerator, self.denominator]
+
+    def compute(self, df: pd.DataFrame) -> np.ndarray:
+        from pcref_eval.rates import rate_ratio
+        x, n = _col(df, self.numerator), _col(df, self.denominator)
+        keys = (df[list(self.by)].astype(str).agg("\x1f".join, axis=1).to_numpy() if self.by
+                else np.zeros(len(df), dtype=int))
+        is_ref = (df[self.label_col].astype(str) == str(self.reference)).to_numpy()
+        out = np.full(len(df), np.nan)
+        for key in pd.unique(keys):
+            block = keys == key
+            ref = np.flatnonzero(block & is_ref)
+            if len(ref) != 1:
+                continue
+            x2, n2 = x[ref[0]], n[ref[0]]
+            rows = np.flatnonzero(block & (n > 0) & ~np.isnan(x))
+            if not (n2 > 0 and x2 > 0) or not len(rows):
+                continue
+            rr = rate_ratio(x[rows], n[rows], x2, n2, conf=self.conf)
+            out[rows] = rr[{None: "value", "lower": "lower", "upper": "upper"}[self.interval]].to_numpy(float)
+        return out
+
+    def source_rows(self, df: pd.DataFrame) -> np.ndarray:
+        """Row position of each row's reference row (-1 where none): a redacted reference blanks the row."""
+        keys = (df[list(self.by)].astype(str).agg("\x1f".join, axis=1).to_numpy() if self.by
+                else np.zeros(len(df), dtype=int))
+        is_ref = (df[self.label_col].astype(str) == str(self.reference)).to_numpy()
+        out = np.full(len(df), -1)
+        for key in pd.unique(keys):
+            block = keys == key
+            ref = np.flatnonzero(block & is_ref)
+            if len(ref) == 1:
+                out[block] = ref[0]
+        return out
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A group's mean, SD or median (not a count): released as computed, withheld where the group size
+    (column ``size``) is below ``policy.summary_min`` or ``size`` is redacted."""
+
+    size: str
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.size]
+
+
+DerivedSpec = Ratio | Proportion | Rate | RateRatio | Summary
+SPEC_TYPES = {cls.__name__: cls for cls in (Ratio, Proportion, Rate, RateRatio, Summary)}
+
+
+def spec_sources(spec) -> list[str]:
+    """Source columns of a derived declaration (a spec or the old list form)."""
+    return list(spec.sources) if hasattr(spec, "sources") else list(spec)
+
+
+def spec_to_dict(spec) -> dict:
+    """JSON form of a derived declaration, recorded in ``release/index`` for the release check."""
+    if hasattr(spec, "sources"):
+        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(spec).items()}
+        return {"type": type(spec).__name__, **d}
+    return {"type": "sources", "sources": list(spec)}
+
+
+def spec_from_dict(d: dict):
+    """Inverse of :func:`spec_to_dict` (the list form comes back as a list)."""
+    d = dict(d)
+    kind = d.pop("type")
+    if kind == "sources":
+        return list(d["sources"])
+    cls = SPEC_TYPES[kind]
+    if "by" in d:
+        d["by"] = tuple(d["by"])
+    return cls(**d)

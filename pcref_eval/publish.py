@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pcref_eval.disclosure import REDACTED, DisclosurePolicy, Totals, apply_policy, detect_totals
+from pcref_eval.disclosure import (REDACTED, DisclosurePolicy, Summary, Totals, apply_policy, detect_totals,
+                                   spec_sources, spec_to_dict)
 from pcref_eval.schema import IDENTIFIER_COLUMNS
 from pcref_eval.style import render_figure
 
@@ -40,24 +41,76 @@ DISPLAY_PX_PER_INCH = 100
 
 @dataclass(frozen=True)
 class Aggregate:
-    """An aggregate table plus which columns are counts of people/events and what derives from them.
+    """An aggregate table with EVERY column declared in exactly one of these fields (else it is refused):
 
-    ``totals`` (optional) declares a total row and/or total columns; without it the publisher
-    detects a row labelled "Total"/"All" whose counts equal the sum of the other rows.
+    - ``counts``: counts of people or events. Redacted in 1..threshold, rounded, secondary suppression.
+    - ``denominators``: populations, people at risk, person-years, bed days: controlled like counts
+      (rounded; redacted when small) and the inputs from which derived values are recomputed.
+    - ``derived``: ``{column: spec}``. A spec from :mod:`pcref_eval.disclosure` names the FORMULA, and the
+      value is RECOMPUTED from the released (rounded, redacted) counts: ``Proportion(num, den)``
+      (percentage; ``interval="lower"/"upper"`` Wilson), ``Rate(num, den, per, years)`` (``interval``:
+      exact Poisson/Byar's), ``RateRatio(num, den, label_col, reference)``, ``Ratio(num, den, scale)``,
+      ``Summary(size)`` (a group mean/SD/median: withheld below ``policy.summary_min`` people).
+      The old form ``{column: [source columns]}`` still works: the value is released as computed and
+      blanked where a source is redacted; the release check flags it where it implies an unrounded count.
+    - ``model``: model outputs (hazard ratios, CIs, p-values, ITS/DiD/pooled estimates), released as
+      computed. A list: blanked in a row where any count of that row is redacted; a dict
+      ``{column: [count columns it rests on]}``: blanked where one of those is redacted.
+    - ``labels``: group, site, measure, period, time, years, ...: descriptive, never facts about people.
+    - ``totals`` (optional): a total row and/or total columns; without it the publisher detects a row
+      labelled "Total"/"All" whose counts equal the sum of the other rows. Totals are released as the sum
+      of their parts' released values.
+
+    A column not declared in any of these is an error naming the table and the column (a text column
+    could carry "12 (3%)" as easily as a number column could).
     """
 
     data: pd.DataFrame
     counts: list[str]
-    derived: dict[str, list[str]] = field(default_factory=dict)
+    derived: dict = field(default_factory=dict)
     totals: Totals | None = None
-    #: Columns that are denominators (population, person-years, bed days): controlled like counts where
-    #: they count people, and the inputs from which derived values are recomputed.
     denominators: list[str] = field(default_factory=list)
-    #: Model outputs (hazard ratios, their intervals, p-values, ITS and pooled estimates): released as
-    #: computed, only when the cells they rest on meet the minimum counts.
-    model: list[str] = field(default_factory=list)
-    #: Label columns (group, site, measure, period names): never numeric facts about people.
+    model: list[str] | dict = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+
+    def model_sources(self) -> dict[str, list[str] | None]:
+        """Each model column and the counts it rests on (None: every count of its row)."""
+        if isinstance(self.model, dict):
+            return {c: list(v) if v is not None else None for c, v in self.model.items()}
+        return {c: None for c in self.model}
+
+    def declared(self, name: str = "table") -> dict[str, str]:
+        """``{column: kind}`` for every column; raises :class:`PublishError` naming table and column when a
+        column is declared twice, declared but absent, refers to an undeclared source, or (numeric) undeclared."""
+        from pcref_eval.disclosure import spec_sources
+        kinds: dict[str, str] = {}
+        groups = [("counts", self.counts), ("denominators", self.denominators), ("derived", list(self.derived)),
+                  ("model", list(self.model_sources())), ("labels", self.labels)]
+        for kind, cols in groups:
+            for c in cols:
+                if c in kinds:
+                    raise PublishError(f"table '{name}': column '{c}' is declared as both {kinds[c]} and {kind}")
+                kinds[c] = kind
+        columns = [str(c) for c in self.data.columns]
+        absent = [c for c in kinds if c not in columns]
+        if absent:
+            raise PublishError(f"table '{name}': declared column(s) {absent} not in the table (has {columns})")
+        base = set(self.counts) | set(self.denominators)
+        for col, spec in self.derived.items():
+            bad = [s for s in spec_sources(spec) if s not in base and s not in self.labels]
+            if bad:
+                raise PublishError(f"table '{name}': derived column '{col}' rests on {bad}, which are not declared "
+                                   f"as counts or denominators")
+        for col, srcs in self.model_sources().items():
+            bad = [s for s in (srcs or []) if s not in base]
+            if bad:
+                raise PublishError(f"table '{name}': model column '{col}' rests on {bad}, which are not declared "
+                                   f"as counts or denominators")
+        undeclared = [c for c in columns if c not in kinds]
+        if undeclared:
+            raise PublishError(f"table '{name}': column(s) {undeclared} not declared as counts, denominators, "
+                               f"derived, model or labels: an undeclared column cannot be released")
+        return kinds
 
 
 @dataclass
@@ -106,18 +159,22 @@ class Publisher:
     def release_table(self, agg: Aggregate, name: str, caption: str, section: str = "Results",
                       decimals: int = 2) -> "ReleasedTable":
         """Like :meth:`table` without displaying: the released data, its redaction mask, HTML and CSV path."""
-        df, count_cols, derived = agg.data, list(agg.counts), dict(agg.derived or {})
+        df = agg.data
+        kinds = agg.declared(name)
         check_no_identifiers(df, name)
+        count_cols = [*agg.counts, *agg.denominators]
         totals = agg.totals or detect_totals(df, count_cols)
         stem = f"{self.prefix}_{name}"
         df.to_csv(self.run_dir / "restricted" / "tables" / f"{stem}.csv", index=False)
-        released, mask = apply_policy(df, self.policy, count_cols, derived, totals=totals, return_mask=True)
+        released, mask = control_aggregate(agg, self.policy, totals)
         released = _round_floats(released, count_cols, decimals)
         path = self.run_dir / "release" / "tables" / f"{stem}.csv"
         released_csv(released, mask).to_csv(path, index=False, lineterminator="\n")
         self._record("table", name, caption, section, [path], count_cols=count_cols,
-                     derived=sorted(derived), totals=totals.as_dict() if totals else None,
-                     redacted_marker=REDACTED)
+                     derived=sorted(agg.derived), totals=totals.as_dict() if totals else None,
+                     redacted_marker=REDACTED, columns=kinds, decimals=decimals,
+                     formulas={c: spec_to_dict(v) for c, v in agg.derived.items()},
+                     model_sources=agg.model_sources())
         return ReleasedTable(released, mask, table_html(released, mask, caption, count_cols, decimals, stem),
                              path, stem)
 
@@ -192,6 +249,46 @@ class Publisher:
             files = ", ".join(f"`{f}`" for f in e["files"])
             lines.append(f"- **{e['kind'].capitalize()}** ({e['section']}): {e['caption']}  \n  files: {files}")
         (self.run_dir / "release" / "captions" / f"{self.prefix}.md").write_text("\n".join(lines) + "\n")
+
+
+def control_aggregate(agg: Aggregate, policy: DisclosurePolicy, totals: Totals | None = None):
+    """Released values and redaction mask of a declared aggregate.
+
+    Counts and denominators: :func:`~pcref_eval.disclosure.apply_policy` (primary and secondary
+    suppression, rounding, totals as sums of released parts). Derived values declared with a formula
+    are recomputed from the released counts; those declared by sources only, and model outputs, are
+    blanked where a count they rest on is redacted; summaries (means, SDs) are withheld for groups
+    below ``policy.summary_min``.
+    """
+    df = agg.data
+    count_cols = [*agg.counts, *agg.denominators]
+    blank_by = {c: [s for s in spec_sources(v) if s in count_cols] for c, v in agg.derived.items()}
+    released, mask = apply_policy(df, policy, count_cols, blank_by, totals=totals, return_mask=True)
+    for col, spec in agg.derived.items():
+        if isinstance(spec, Summary):
+            small = pd.to_numeric(df[spec.size], errors="coerce").fillna(0).to_numpy() < policy.summary_min
+            withheld = small & df[col].notna().to_numpy()
+            released[col] = released[col].where(~small)
+            mask[col] = mask[col].to_numpy() | withheld
+        elif hasattr(spec, "compute"):
+            values = spec.compute(released)
+            if hasattr(spec, "source_rows"):  # a ratio to a reference row: blank when that row's counts are
+                ref = spec.source_rows(df)
+                red = mask[spec.sources].any(axis=1).to_numpy()
+                ref_red = np.where(ref >= 0, red[np.clip(ref, 0, None)], False)
+                values = np.where(ref_red, np.nan, values)
+                mask[col] = mask[col].to_numpy() | (ref_red & df[col].notna().to_numpy())
+            had = df[col].notna().to_numpy()
+            released[col] = pd.Series(np.where(had, values, np.nan), index=df.index, dtype=float)
+    red_counts = mask[count_cols].to_numpy(bool) if count_cols else np.zeros((len(df), 0), bool)
+    for col, sources in agg.model_sources().items():
+        if sources is None:
+            m = red_counts.any(axis=1)
+        else:
+            m = mask[sources].to_numpy(bool).any(axis=1) if sources else np.zeros(len(df), bool)
+        released[col] = released[col].where(~m)
+        mask[col] = mask[col].to_numpy() | (m & df[col].notna().to_numpy())
+    return released, mask
 
 
 def _round_floats(df: pd.DataFrame, count_cols: list[str], decimals: int) -> pd.DataFrame:
