@@ -12,6 +12,7 @@ from pcref_eval.cohort import STATUS_DEATH, STATUS_DETENTION
 from pcref_eval.config import StudyConfig
 from pcref_eval.ethnicity import ethnic_group
 from pcref_eval.extract import SiteExtract
+from pcref_eval.disclosure import Proportion, Rate, RateRatio, Summary
 from pcref_eval.publish import Aggregate
 
 PER_100K = 100_000
@@ -20,8 +21,9 @@ PER_100K = 100_000
 def table_one(cohort: pd.DataFrame, group_col: str = "ethnic_group") -> Aggregate:
     """Cohort characteristics by group: people, female, age (mean, SD), most deprived fifth, outcomes.
 
-    Counts are integers (controlled at release); percentages are derived from them; the age
-    mean and SD describe whole groups and are blanked with the group's count if it is redacted.
+    Counts are integers (controlled at release); percentages are recomputed from the released counts;
+    the age mean and SD describe whole groups and are withheld for groups below the policy's
+    ``summary_min`` people (or whose count is redacted).
     """
     df = cohort.assign(
         female=cohort["sex"] == "2",
@@ -47,9 +49,11 @@ def table_one(cohort: pd.DataFrame, group_col: str = "ethnic_group") -> Aggregat
         out[f"{col}_pct"] = 100 * out[col] / out["people"]
     counts = ["people", "female", "imd_most_deprived_fifth", "imd_missing", "first_detention",
               "place_of_safety", "died_before_detention"]
-    derived = {"female_pct": ["female", "people"], "imd_most_deprived_fifth_pct": ["imd_most_deprived_fifth", "people"],
-               "first_detention_pct": ["first_detention", "people"], "age_mean": ["people"], "age_sd": ["people"]}
-    return Aggregate(out, counts, derived)
+    derived = {"female_pct": Proportion("female", "people"),
+               "imd_most_deprived_fifth_pct": Proportion("imd_most_deprived_fifth", "people"),
+               "first_detention_pct": Proportion("first_detention", "people"),
+               "age_mean": Summary("people"), "age_sd": Summary("people")}
+    return Aggregate(out, counts, derived, labels=["group"])
 
 
 def detention_episodes(site: SiteExtract, codes: list[str], study: StudyConfig, scheme: str) -> pd.DataFrame:
@@ -96,13 +100,19 @@ def crude_rates_by_group(events: pd.DataFrame, population: pd.DataFrame, scheme:
                         ref["events"].iloc[0], ref["person_years"].iloc[0], conf=conf)
         df.loc[has_pop, ["rate_ratio", "rr_lower", "rr_upper"]] = rr[["value", "lower", "upper"]].to_numpy()
     df["group"] = df["group"].astype(str)
-    derived = {c: ["events"] for c in ("rate", "rate_lower", "rate_upper", "rate_ratio", "rr_lower", "rr_upper")}
-    return Aggregate(df.drop(columns=["person_years"]), ["events"], derived)
+    derived = {"rate": Rate("events", "population", PER_100K, years, conf=conf),
+               "rate_lower": Rate("events", "population", PER_100K, years, "lower", conf),
+               "rate_upper": Rate("events", "population", PER_100K, years, "upper", conf),
+               "rate_ratio": RateRatio("events", "population", "group", reference, conf=conf),
+               "rr_lower": RateRatio("events", "population", "group", reference, "lower", conf),
+               "rr_upper": RateRatio("events", "population", "group", reference, "upper", conf)}
+    return Aggregate(df.drop(columns=["person_years"]), ["events"], derived, denominators=["population"],
+                     labels=["group"])
 
 
 def flow_aggregate(flow: pd.DataFrame) -> Aggregate:
     """The cohort flow table (people remaining at each step, overall and by group) as a releasable aggregate."""
-    return Aggregate(flow, [c for c in flow.columns if c != "step"], {})
+    return Aggregate(flow, [c for c in flow.columns if c != "step"], {}, labels=["step"])
 
 
 def site_header(session) -> str:
@@ -131,4 +141,6 @@ def format_p(p: float) -> str:
 
 def ph_test_aggregate(ph: pd.DataFrame) -> Aggregate:
     """Schoenfeld test table (term, chi-square, df, p) as a releasable aggregate (no counts)."""
-    return Aggregate(ph.rename(columns={"statistic": "chi_square"}), counts=[], derived={})
+    table = ph.rename(columns={"statistic": "chi_square"})
+    return Aggregate(table, counts=[], derived={}, labels=["term"],
+                     model=[c for c in table.columns if c != "term"])

@@ -22,6 +22,7 @@ import pandas as pd
 
 from pcref_eval.cohort import STATUS_DETENTION, censor_at_go_live
 from pcref_eval.ethnicity import PCREF_FOCUS_GROUPS, UNRECORDED_LABELS
+from pcref_eval.disclosure import Apportioned, Ratio
 from pcref_eval.publish import Aggregate
 from pcref_eval.survival.competing import cumulative_incidence
 from pcref_eval.survival.cox import cox, treatment_dummies
@@ -59,9 +60,13 @@ def logrank_by_group(cohort: pd.DataFrame, group_col: str = "broad_group", strat
     result = logrank(df, "years", "detained", group_col, strata_col=strata_col)
     table = result.table.rename(columns={"n": "people"})
     table["observed_to_expected"] = table["observed"] / table["expected"]
-    agg = Aggregate(table[["group", "people", "observed", "expected", "observed_to_expected"]],
-                    counts=["people", "observed"],
-                    derived={"expected": ["people"], "observed_to_expected": ["observed", "people"]})
+    # expected events add up to the observed total: released as shares of the RELEASED observed total;
+    # people at risk are left to the Kaplan-Meier table (midpoint-6), so no count is released two ways
+    shares = tuple(float(v) for v in table["expected"] / table["expected"].sum())
+    agg = Aggregate(table[["group", "observed", "expected", "observed_to_expected"]].reset_index(drop=True),
+                    counts=["observed"], labels=["group"],
+                    derived={"expected": Apportioned("observed", shares),
+                             "observed_to_expected": Ratio("observed", "expected")})
     return agg, result
 
 
@@ -121,8 +126,8 @@ def _group_hr_table(coef: pd.DataFrame, df: pd.DataFrame, group_col: str, refere
             row.update(hr=t["hr"], hr_lower=t["hr_lower"], hr_upper=t["hr_upper"], p=t["p"])
         rows.append(row)
     out = pd.DataFrame(rows)
-    derived = {c: ["detentions"] for c in ("hr", "hr_lower", "hr_upper", "p")}
-    return Aggregate(out, counts=["people", "detentions"], derived=derived)
+    model = {c: ["people", "detentions"] for c in ("hr", "hr_lower", "hr_upper", "p")}
+    return Aggregate(out, counts=["people", "detentions"], model=model, labels=["group"])
 
 
 def detention_incidence(cohort: pd.DataFrame, group_col: str = "broad_group",
@@ -136,12 +141,13 @@ def detention_incidence(cohort: pd.DataFrame, group_col: str = "broad_group",
     cif["lower_pct"] = 100 * cif["lower"]
     cif["upper_pct"] = 100 * cif["upper"]
     table = cif[["group", "years", "n_risk", "estimate_pct", "lower_pct", "upper_pct"]]
-    return Aggregate(table, counts=["n_risk"], derived={c: ["n_risk"] for c in ("estimate_pct", "lower_pct", "upper_pct")})
+    return Aggregate(table.reset_index(drop=True), counts=[], denominators=["n_risk"], labels=["group", "years"],
+                     model={c: ["n_risk"] for c in ("estimate_pct", "lower_pct", "upper_pct")})
 
 
 def incidence_curves(cohort: pd.DataFrame, group_col: str = "broad_group", threshold: int = 7,
                      step_years: float = 1 / 12, rounding: int = 5) -> pd.DataFrame:
-    """Cumulative incidence on a monthly grid, kept only while at least ``threshold`` remain at risk.
+    """Cumulative incidence on a monthly grid, kept only while more than ``threshold`` remain at risk.
 
     A coarse fixed grid (not every event time) is what the released figure draws, so no step
     describes an individual; the count columns are rounded to the nearest ``rounding`` (the
@@ -151,7 +157,7 @@ def incidence_curves(cohort: pd.DataFrame, group_col: str = "broad_group", thres
     df[group_col] = df[group_col].astype(str)
     grid = np.arange(0, df["years"].max() + step_years, step_years)
     cif = cumulative_incidence(df, "years", "status", cause=STATUS_DETENTION, group_col=group_col, times=grid)
-    cif = cif[cif["n_risk"] >= threshold].copy()
+    cif = cif[cif["n_risk"] > threshold].copy()  # a released number at risk describes more than threshold people
     for col in ("n_risk", "n_event", "n_competing", "n_censored"):
         cif[col] = (np.floor(cif[col] / rounding + 0.5) * rounding).astype(int)
     return cif
@@ -192,8 +198,8 @@ def gap_over_time(cohort: pd.DataFrame, go_live: date | dict[str, date], referen
         table[f"focus_people_{period}"] = int(people.get((FOCUS_LABEL, period), 0))
     cols = ["quantity", "estimate", "lower", "upper", "p"] + [c for c in table.columns if "_detentions_" in c or "_people_" in c]
     counts_cols = [c for c in cols if "_detentions_" in c or "_people_" in c]
-    derived = {c: [x for x in counts_cols if "detentions" in x] for c in ("estimate", "lower", "upper", "p")}
-    return Aggregate(table[cols].reset_index(drop=True), counts=counts_cols, derived=derived)
+    model = {c: counts_cols for c in ("estimate", "lower", "upper", "p")}
+    return Aggregate(table[cols].reset_index(drop=True), counts=counts_cols, model=model, labels=["quantity"])
 
 
 def _recorded_only(cohort: pd.DataFrame, group_col: str) -> pd.DataFrame:

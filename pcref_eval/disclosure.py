@@ -507,8 +507,142 @@ class Summary:
         return [self.size]
 
 
-DerivedSpec = Ratio | Proportion | Rate | RateRatio | Summary
-SPEC_TYPES = {cls.__name__: cls for cls in (Ratio, Proportion, Rate, RateRatio, Summary)}
+@dataclass(frozen=True)
+class MeasureStat:
+    """A board measure's statistic, row by row (rows of one table mix measure kinds).
+
+    ``kinds``/``pers``: each row's measure kind and multiplier. ``stat``: "value", "lower", "upper"
+    (rates: exact Poisson/Byar's; proportions: Wilson) or "ratio", "ratio_lower", "ratio_upper" against
+    the row where ``label_col == reference`` within the same ``by`` block (rate ratio for rates, risk
+    ratio for proportions). ``mean_change`` rows are group means: kept as computed when ``numerator``
+    (the number of pairs) is at least ``policy.summary_min`` (:meth:`keep_rows`).
+    """
+
+    numerator: str
+    denominator: str
+    kinds: tuple[str, ...]
+    pers: tuple[float, ...]
+    stat: str = "value"
+    label_col: str | None = None
+    reference: str | None = None
+    by: tuple[str, ...] = ()
+    conf: float = 0.95
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.numerator, self.denominator]
+
+    def keep_rows(self, df: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.kinds) == "mean_change"
+
+    def compute(self, df: pd.DataFrame) -> np.ndarray:
+        from pcref_eval.rates import poisson_limits, rate_ratio, risk_ratio, wilson_limits
+        x, n = _col(df, self.numerator), _col(df, self.denominator)
+        kinds, per = np.asarray(self.kinds), np.asarray(self.pers, dtype=float)
+        is_rate = np.isin(kinds, ["rate_per_population", "rate_per_bed_days"])
+        is_prop = kinds == "proportion"
+        out = np.full(len(df), np.nan)
+        ok = (n > 0) & ~np.isnan(x)
+        if self.stat in ("value", "lower", "upper"):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if self.stat == "value":
+                    sel = ok & (is_rate | is_prop)
+                    out[sel] = x[sel] / n[sel] * per[sel]
+                else:
+                    sel = ok & is_rate
+                    if sel.any():
+                        lo, hi, _ = poisson_limits(x[sel], self.conf)
+                        out[sel] = (lo if self.stat == "lower" else hi) / n[sel] * per[sel]
+                    sel = ok & is_prop & (x <= n)
+                    if sel.any():
+                        lo, hi = wilson_limits(x[sel], n[sel], self.conf)
+                        out[sel] = (lo if self.stat == "lower" else hi) * per[sel]
+            return out
+        keys = (df[list(self.by)].astype(str).agg("\x1f".join, axis=1).to_numpy() if self.by
+                else np.zeros(len(df), dtype=int))
+        is_ref = (df[self.label_col].astype(str) == str(self.reference)).to_numpy()
+        part = {"ratio": "value", "ratio_lower": "lower", "ratio_upper": "upper"}[self.stat]
+        for key in pd.unique(keys):
+            block = keys == key
+            ref = np.flatnonzero(block & is_ref)
+            if len(ref) != 1 or not (n[ref[0]] > 0 and x[ref[0]] > 0):
+                continue
+            rx, rn = x[ref[0]], n[ref[0]]
+            for mask_kind, fn in ((is_rate, rate_ratio), (is_prop, risk_ratio)):
+                rows = np.flatnonzero(block & mask_kind & ok & ~is_ref)
+                if len(rows):
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        out[rows] = fn(x[rows], n[rows], rx, rn, conf=self.conf)[part].to_numpy(float)
+            if self.stat == "ratio" and (is_rate[ref[0]] or is_prop[ref[0]]):
+                out[ref[0]] = 1.0
+        return out
+
+    def source_rows(self, df: pd.DataFrame) -> np.ndarray:
+        if self.stat.startswith("ratio"):
+            return RateRatio(self.numerator, self.denominator, self.label_col, self.reference,
+                             by=self.by).source_rows(df)
+        return np.full(len(df), -1)
+
+
+@dataclass(frozen=True)
+class MeasureComparison:
+    """Focus vs reference in the same row (wide series): rate ratio for rates, risk ratio for proportions,
+    ``stat`` "ratio", "ratio_lower", "ratio_upper"; ``mean_change`` rows (differences of means) are kept
+    as computed when ``numerator`` is at least ``policy.summary_min``."""
+
+    numerator: str
+    denominator: str
+    ref_numerator: str
+    ref_denominator: str
+    kinds: tuple[str, ...]
+    stat: str = "ratio"
+    conf: float = 0.95
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.numerator, self.denominator, self.ref_numerator, self.ref_denominator]
+
+    def keep_rows(self, df: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.kinds) == "mean_change"
+
+    def compute(self, df: pd.DataFrame) -> np.ndarray:
+        from pcref_eval.rates import rate_ratio, risk_ratio
+        x, n = _col(df, self.numerator), _col(df, self.denominator)
+        rx, rn = _col(df, self.ref_numerator), _col(df, self.ref_denominator)
+        kinds = np.asarray(self.kinds)
+        out = np.full(len(df), np.nan)
+        ok = (n > 0) & (rn > 0) & (rx > 0) & ~np.isnan(x)
+        part = {"ratio": "value", "ratio_lower": "lower", "ratio_upper": "upper"}[self.stat]
+        for sel, fn in ((np.isin(kinds, ["rate_per_population", "rate_per_bed_days"]), rate_ratio),
+                        (kinds == "proportion", risk_ratio)):
+            rows = np.flatnonzero(sel & ok)
+            if len(rows):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    out[rows] = fn(x[rows], n[rows], rx[rows], rn[rows], conf=self.conf)[part].to_numpy(float)
+        return out
+
+
+@dataclass(frozen=True)
+class Apportioned:
+    """``shares[i]`` x the sum of the released ``count`` column: a model quantity that must add up to a
+    count (log-rank expected events add up to the observed total), scaled to the released total so the
+    sum gives back nothing the released counts do not."""
+
+    count: str
+    shares: tuple[float, ...]
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.count]
+
+    def compute(self, df: pd.DataFrame) -> np.ndarray:
+        total = np.nansum(_col(df, self.count))
+        return np.asarray(self.shares, dtype=float) * total
+
+
+DerivedSpec = Apportioned | Ratio | Proportion | Rate | RateRatio | Summary | MeasureStat | MeasureComparison
+SPEC_TYPES = {cls.__name__: cls for cls in (Apportioned, Ratio, Proportion, Rate, RateRatio, Summary, MeasureStat,
+                                            MeasureComparison)}
 
 
 def spec_sources(spec) -> list[str]:
@@ -531,6 +665,7 @@ def spec_from_dict(d: dict):
     if kind == "sources":
         return list(d["sources"])
     cls = SPEC_TYPES[kind]
-    if "by" in d:
-        d["by"] = tuple(d["by"])
+    for key in ("by", "kinds", "pers", "shares"):
+        if key in d:
+            d[key] = tuple(d[key])
     return cls(**d)

@@ -355,6 +355,29 @@ def counterfactual(result: ITSResult, per: float | None = 100000) -> pd.DataFram
     return out
 
 
+def released_observed(cf: pd.DataFrame, policy, per: float | None) -> pd.DataFrame:
+    """Observed points as a released figure may show them: from the released (rounded, redacted) count and
+    the released (rounded) offset, so a plotted rate gives back no more than the released tables do.
+
+    ``observed``/``offset`` become the released values, ``observed_rate`` = released count / released
+    offset x ``per`` (NaN where either is redacted), plus ``released`` (True where the point may be drawn).
+    """
+    out = cf.copy()
+    count = policy.control_counts(pd.Series(out["observed"].to_numpy(float)))
+    offset = pd.Series(out["offset"].to_numpy(float))
+    if offset.notna().any():
+        offset = policy.control_counts(offset)
+    out["observed"] = count.to_numpy()
+    out["offset"] = offset.to_numpy()
+    if per is not None and offset.notna().any():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["observed_rate"] = np.where(offset > 0, count / offset * per, np.nan)
+    else:
+        out["observed_rate"] = count.to_numpy()
+    out["released"] = np.isfinite(out["observed_rate"].to_numpy(float))
+    return out
+
+
 def its_chart(
     result: ITSResult,
     per: float | None = 100000,
@@ -363,14 +386,21 @@ def its_chart(
     ax=None,
     groups: Sequence | None = None,
     show_ci: bool = False,
+    policy=None,
 ) -> Figure:
-    """Observed rates (points), fitted segmented trends (solid) and the counterfactual (dashed) after go-live."""
+    """Observed rates (points), fitted segmented trends (solid) and the counterfactual (dashed) after go-live.
+
+    With ``policy`` (a :class:`~pcref_eval.disclosure.DisclosurePolicy`) the points are drawn from
+    released counts (:func:`released_observed`); without it the figure is for restricted use only.
+    """
     apply_style()
     if ax is None:
         fig, ax = plt.subplots(figsize=(9, 4.8))
     else:
         fig = ax.figure
     cf = counterfactual(result, per=per)
+    if policy is not None:
+        cf = released_observed(cf, policy, per if result.spec["offset_col"] else None)
     has_group = "group" in cf
     levels = list(groups) if groups is not None else (result.spec["groups"] if has_group else [None])
     colours = group_colours([str(g) for g in levels])

@@ -86,9 +86,11 @@ def pooled_gap_aggregate(site_rows: pd.DataFrame, conf: float = 0.95) -> tuple[A
     """
     table, het = random_effects(site_rows, conf=conf)
     counts = site_rows.set_index("site_id")["detentions"]
-    table["focus_detentions"] = table["label"].map(counts).fillna(counts.sum()).astype(int)
-    derived = {c: ["focus_detentions"] for c in ("estimate", "lower", "upper", "weight_re_pct")}
-    return Aggregate(table, counts=["focus_detentions"], derived=derived), het
+    # pooled rows carry no count of their own (their sum of the site rows would be a second, differently
+    # rounded, total of released parts)
+    table["focus_detentions"] = table["label"].map(counts).astype("Float64")
+    model = {c: ["focus_detentions"] for c in ("estimate", "lower", "upper", "weight_re_pct")}
+    return Aggregate(table, counts=["focus_detentions"], model=model, labels=["label"]), het
 
 
 def heterogeneity_text(het: Heterogeneity) -> str:

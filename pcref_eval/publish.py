@@ -96,11 +96,13 @@ class Aggregate:
         if absent:
             raise PublishError(f"table '{name}': declared column(s) {absent} not in the table (has {columns})")
         base = set(self.counts) | set(self.denominators)
+        earlier: set[str] = set()
         for col, spec in self.derived.items():
-            bad = [s for s in spec_sources(spec) if s not in base and s not in self.labels]
+            bad = [s for s in spec_sources(spec) if s not in base and s not in earlier]
             if bad:
                 raise PublishError(f"table '{name}': derived column '{col}' rests on {bad}, which are not declared "
-                                   f"as counts or denominators")
+                                   f"as counts, denominators or earlier derived columns")
+            earlier.add(col)
         for col, srcs in self.model_sources().items():
             bad = [s for s in (srcs or []) if s not in base]
             if bad:
@@ -160,8 +162,8 @@ class Publisher:
                       decimals: int = 2) -> "ReleasedTable":
         """Like :meth:`table` without displaying: the released data, its redaction mask, HTML and CSV path."""
         df = agg.data
-        kinds = agg.declared(name)
         check_no_identifiers(df, name)
+        kinds = agg.declared(name)
         count_cols = [*agg.counts, *agg.denominators]
         totals = agg.totals or detect_totals(df, count_cols)
         stem = f"{self.prefix}_{name}"
@@ -279,6 +281,13 @@ def control_aggregate(agg: Aggregate, policy: DisclosurePolicy, totals: Totals |
                 values = np.where(ref_red, np.nan, values)
                 mask[col] = mask[col].to_numpy() | (ref_red & df[col].notna().to_numpy())
             had = df[col].notna().to_numpy()
+            if hasattr(spec, "keep_rows"):  # rows holding group means: kept as computed for large enough groups
+                keep = spec.keep_rows(df)
+                size = pd.to_numeric(df[spec.numerator], errors="coerce").fillna(0).to_numpy()
+                src_red = mask[spec.numerator].to_numpy(bool)
+                kept = np.where(size >= policy.summary_min, pd.to_numeric(df[col], errors="coerce"), np.nan)
+                values = np.where(keep, np.where(src_red, np.nan, kept), values)
+                mask[col] = mask[col].to_numpy() | (keep & had & (size < policy.summary_min))
             released[col] = pd.Series(np.where(had, values, np.nan), index=df.index, dtype=float)
     red_counts = mask[count_cols].to_numpy(bool) if count_cols else np.zeros((len(df), 0), bool)
     for col, sources in agg.model_sources().items():

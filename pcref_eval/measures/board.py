@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pcref_eval.disclosure import DisclosurePolicy, Totals
+from pcref_eval.disclosure import DisclosurePolicy, MeasureComparison, MeasureStat, Totals
 from pcref_eval.measures.compute import (
     COMBINED_FOCUS,
     FOCUS_CODES,
@@ -152,11 +152,17 @@ def by_group_table(window: pd.DataFrame, definitions: list[MeasureDefinition], r
         ref_bad = policy.is_disclosive(ref["count"]) | policy.is_disclosive(ref["denominator"])
         bad = out["measure_id"].map(pd.Series(ref_bad, index=ref.index)).fillna(False).to_numpy(bool)
         out.loc[bad, ["vs_reference", "vs_reference_lower", "vs_reference_upper"]] = np.nan
-    derived = {c: ["count", "denominator"] for c in ("value", "lower", "upper", "vs_reference",
-                                                     "vs_reference_lower", "vs_reference_upper")}
+    out = out.reset_index(drop=True)
+    kinds, pers = tuple(df["kind"].astype(str)), tuple(float(p) for p in df["per"])
+    derived = {c: MeasureStat("count", "denominator", kinds, pers, stat=c) for c in ("value", "lower", "upper")}
+    derived.update({c: MeasureStat("count", "denominator", kinds, pers, stat=stat, label_col="group",
+                                   reference=reference, by=("measure_id",))
+                    for c, stat in (("vs_reference", "ratio"), ("vs_reference_lower", "ratio_lower"),
+                                    ("vs_reference_upper", "ratio_upper"))})
     totals = (Totals(label_col="group", total_label=COMBINED_FOCUS, by=("measure_id", "group_set"))
               if partition else None)
-    return Aggregate(out.reset_index(drop=True), ["count", "denominator"], derived, totals)
+    return Aggregate(out, ["count"], derived, totals, denominators=["denominator"],
+                     labels=["measure_id", "measure", "unit", "group", "group_set", "comparison"])
 
 
 def focus_partition(scheme: str) -> tuple[list[str], bool]:
@@ -201,14 +207,24 @@ def gap_series(df: pd.DataFrame, definition: MeasureDefinition, reference: str,
     })
 
 
-def _series_aggregate(series: pd.DataFrame) -> Aggregate:
+def _series_aggregate(series: pd.DataFrame, definition: MeasureDefinition) -> Aggregate:
+    """A per-period series: values and CIs recomputed from the released counts (:class:`MeasureStat`);
+    the focus/reference comparison is a model output resting on both groups' counts."""
+    kinds, pers = (definition.kind,) * len(series), (definition.scale,) * len(series)
+
+    def stat(num, den, which):
+        return MeasureStat(num, den, kinds, pers, stat=which)
     if "focus_count" in series:
-        fc, rc = ["focus_count", "focus_denominator"], ["reference_count", "reference_denominator"]
-        derived = {**{f"focus_{c}": fc for c in ("value", "lower", "upper")},
-                   **{f"reference_{c}": rc for c in ("value", "lower", "upper")},
-                   **{c: fc + rc for c in ("vs_reference", "vs_reference_lower", "vs_reference_upper")}}
-        return Aggregate(series, fc + rc, derived)
-    return Aggregate(series, ["count", "denominator"], {c: ["count", "denominator"] for c in ("value", "lower", "upper")})
+        derived = {f"{g}_{c}": stat(f"{g}_count", f"{g}_denominator", c)
+                   for g in ("focus", "reference") for c in ("value", "lower", "upper")}
+        derived.update({c: MeasureComparison("focus_count", "focus_denominator", "reference_count",
+                                             "reference_denominator", kinds, stat=st)
+                        for c, st in (("vs_reference", "ratio"), ("vs_reference_lower", "ratio_lower"),
+                                      ("vs_reference_upper", "ratio_upper"))})
+        return Aggregate(series, ["focus_count", "reference_count"], derived, labels=["period"],
+                         denominators=["focus_denominator", "reference_denominator"])
+    return Aggregate(series, ["count"], {c: stat("count", "denominator", c) for c in ("value", "lower", "upper")},
+                     denominators=["denominator"], labels=["period"])
 
 
 def _publishable(series: pd.DataFrame, policy: DisclosurePolicy) -> np.ndarray:
@@ -265,7 +281,7 @@ def board_measure(definition: MeasureDefinition, monthly: pd.DataFrame, referenc
                + ("whole site" if definition.group_by == "overall"
                   else f"{COMBINED_FOCUS} and {reference}, with the {_cmp_word(definition)}")
                + " (source of the board's SPC chart).")
-    rt = pub.release_table(_series_aggregate(series), f"board_{definition.id}_series", caption, SECTION)
+    rt = pub.release_table(_series_aggregate(series, definition), f"board_{definition.id}_series", caption, SECTION)
     released = rt.data.copy()
     released["period"] = pd.to_datetime(released["period"])
     stat = "vs_reference" if "vs_reference" in released else "value"
@@ -332,7 +348,10 @@ def publish_board(session, data: pd.DataFrame | None = None, measures: list[Meas
              f"{session.site.info.pcref_go_live:%d %B %Y}. Focus group: {COMBINED_FOCUS} (Black African, "
              f"Black Caribbean, Black Mixed and Black Other people); reference group: {reference}. "
              f"Disclosure control: {policy.describe()}.")
-    released = pub.table(Aggregate(summary, [], {}), "board_summary",
+    numeric = [c for c in summary.columns if pd.api.types.is_numeric_dtype(summary[c])]
+    # values copied from the released series and by-group tables (already recomputed from released counts)
+    summary_agg = Aggregate(summary, [], {}, model=numeric, labels=[c for c in summary.columns if c not in numeric])
+    released = pub.table(summary_agg, "board_summary",
                          f"Board summary ({site_id}): each core measure's latest value, its value over {window_label} "
                          f"with the {COMBINED_FOCUS} / {reference} ratio (difference for mean changes) and 95% CI, "
                          f"and the Making Data Count variation and assurance icons of its SPC chart. All values are "

@@ -178,9 +178,12 @@ def effects_table(effects: list[ImplementationEffect]) -> Aggregate:
         })
     df = pd.DataFrame(rows)
     counts = ["focus_events_pre", "focus_events_post", "reference_events_pre", "reference_events_post"]
-    derived = {c: counts for c in ("level_change", "level_change_lower", "level_change_upper", "level_change_p",
-                                   "slope_change", "slope_change_lower", "slope_change_upper")}
-    return Aggregate(df, counts if len(df) else [], derived if len(df) else {})
+    model = {c: counts for c in ("level_change", "level_change_lower", "level_change_upper", "level_change_p",
+                                 "slope_change", "slope_change_lower", "slope_change_upper")}
+    if not len(df):
+        return Aggregate(df, [], {})
+    return Aggregate(df, counts, {}, model=model,
+                     labels=["measure_id", "measure", "months_before", "months_after", "note"])
 
 
 # ----------------------------------------------------------------------------- charts
@@ -192,18 +195,17 @@ def implementation_chart(effect: ImplementationEffect, reference: str, policy=No
     Observed points are drawn only for months whose counts pass ``policy`` (a
     :class:`~pcref_eval.disclosure.DisclosurePolicy`); lines are model estimates.
     """
-    from pcref_eval.its import counterfactual
+    from pcref_eval.its import counterfactual, released_observed
 
     apply_style()
     d = effect.definition
     cf = counterfactual(effect.result, per=d.scale)
     cf["time"] = pd.to_datetime(cf["time"])
-    frame = effect.frame.assign(period=pd.to_datetime(effect.frame["period"]))
-    ok = np.ones(len(frame), dtype=bool)
-    if policy is not None:
-        ok = ~policy.is_disclosive(frame["numerator"]) & ~policy.is_disclosive(frame["denominator"])
-    frame = frame.assign(ok=ok)
-    cf = cf.merge(frame[["period", "group", "ok"]], left_on=["time", "group"], right_on=["period", "group"], how="left")
+    if policy is not None:  # observed points from released counts and denominators only
+        cf = released_observed(cf, policy, d.scale if cf["offset"].notna().any() else None)
+        cf["ok"] = cf["released"]
+    else:
+        cf["ok"] = True
     colours = group_colours([COMBINED_FOCUS, reference])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
     go = pd.Timestamp(effect.go_live)

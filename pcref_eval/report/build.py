@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
-from pcref_eval.disclosure import DisclosurePolicy
+from pcref_eval.disclosure import DisclosurePolicy, Proportion
 from pcref_eval.report import methods as M
 from pcref_eval.report import render as R
 from pcref_eval.report import summary as S
@@ -291,7 +291,9 @@ def key_findings(ctx: ReportContext) -> list:
                                         for r in shown]})
         if not table["period"].astype(bool).any():
             table = table.drop(columns="period")
-        pub.release_table(Aggregate(table, []), "key_findings",
+        pub.release_table(Aggregate(table, [], model=["ratio", "lower_95", "upper_95"],  # copied from released tables
+                                    labels=[c for c in table.columns if c not in ("ratio", "lower_95", "upper_95")]),
+                          "key_findings",
                           f"Key findings: ratios to {ref} with 95% confidence intervals, from the released cross-site "
                           "tables.", section="Summary")
         fig = S.forest_plot(shown, ref)
@@ -350,7 +352,9 @@ def dq_cells(ctx: ReportContext, site: dict) -> list:
         parts = []
         if not failing.empty:
             pub = Publisher(ctx.run_dir, f"dq_{site['id']}", ctx.policy, display=False)
-            rt = pub.release_table(Aggregate(failing.reset_index(drop=True), ["rows_failing"]), "failed_checks",
+            failing = failing.reset_index(drop=True)
+            rt = pub.release_table(Aggregate(failing, ["rows_failing"],
+                                             labels=[c for c in failing.columns if c != "rows_failing"]), "failed_checks",
                                    f"Data checks that failed at site {site['id']} (rows failing are disclosure-"
                                    "controlled).", section="Data quality", decimals=1)
             cells.append(html_cell(f"<div class='table-wrap'>{rt.html}</div>", "table"))
@@ -360,7 +364,10 @@ def dq_cells(ctx: ReportContext, site: dict) -> list:
             cells.append(html_cell("".join(parts), "dq"))
             parts = []
         pub = Publisher(ctx.run_dir, f"dq_{site['id']}", ctx.policy, display=False)
-        rt = pub.release_table(Aggregate(completeness, ["recorded", "total"], {"recorded_pct": ["recorded", "total"]}),
+        rt = pub.release_table(Aggregate(completeness, ["recorded", "total"],
+                                         {"recorded_pct": Proportion("recorded", "total")},
+                                         labels=[c for c in completeness.columns
+                                                 if c not in ("recorded", "total", "recorded_pct")]),
                                "ethnicity_completeness",
                                f"Ethnicity recording completeness at site {site['id']}: records with an ethnic "
                                "category stated (not Z, 99 or blank).", section="Data quality", decimals=1)

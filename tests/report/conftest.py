@@ -137,7 +137,12 @@ def _cross_notebook(config, cohorts, sites, run_dir):
     for period, sub in (("before go-live", eps[eps["start_date"] < cut]), ("after go-live", eps[eps["start_date"] >= cut])):
         a = crude_rates_by_group(sub, pop, config.ethnicity.scheme, config.ethnicity.reference, years / 2)
         parts.append(a.data.assign(period=period))
-    by_period = Aggregate(pd.concat(parts, ignore_index=True), ["events"], agg.derived)
+    from dataclasses import replace
+    from pcref_eval.disclosure import Rate
+    per_period = {c: (replace(v, years=years / 2) if isinstance(v, Rate) else replace(v, by=("period",)))
+                  for c, v in agg.derived.items()}
+    by_period = Aggregate(pd.concat(parts, ignore_index=True), ["events"], per_period, denominators=["population"],
+                          labels=["group", "period"])
     header = nbformat.v4.new_code_cell(source="x.pub.note(header)")
     header.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": "# Evaluation: all sites\n\n"
                                                                                      "Sites analysed: two."},
@@ -157,7 +162,8 @@ def _cross_notebook(config, cohorts, sites, run_dir):
                                      "Ratio of hazard ratios (after / before)"],
                         "estimate": [2.4, 1.6, 0.67], "lower": [1.9, 1.2, 0.47], "upper": [3.0, 2.1, 0.95],
                         "p": [0.0, 0.001, 0.02]})
-    cells.append(_table_cell(pub, Aggregate(gap, []), "gap_change",
+    cells.append(_table_cell(pub, Aggregate(gap, [], model=["estimate", "lower", "upper", "p"], labels=["quantity"]),
+                             "gap_change",
                              "Focus-group hazard ratio before and after PCREF go-live, all sites")[0])
     cells.append(nbformat.v4.new_markdown_cell("## Limitations\n\n- Pooled crude rates ignore site differences."))
     nb = nbformat.v4.new_notebook()

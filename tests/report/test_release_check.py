@@ -222,7 +222,7 @@ def test_publisher_refuses_identifier_columns_and_writes_controlled_csv(tmp_path
     with pytest.raises(PublishError, match="identifier"):
         pub.table(Aggregate(pd.DataFrame({"NHSNumber": ["1"], "n": [10]}), ["n"]), "bad", "Bad")
     df = pd.DataFrame({"group": ["a", "b", "Total"], "n": [3, 50, 53], "pct": [5.66, 94.34, 100.0]})
-    released = pub.table(Aggregate(df, ["n"], {"pct": ["n"]}), "ok", "Ok")
+    released = pub.table(Aggregate(df, ["n"], {"pct": ["n"]}, labels=["group"]), "ok", "Ok")
     assert released["n"].isna().tolist() == [True, True, False]  # total detected: secondary suppression
     text = (tmp_path / "release" / "tables" / "x_ok.csv").read_text()
     assert text.splitlines() == ["group,n,pct", "a,[REDACTED],[REDACTED]", "b,[REDACTED],[REDACTED]",
