@@ -220,7 +220,7 @@ class Publisher:
 
         stem = f"{self.prefix}_{name}"
         km.to_csv(self.run_dir / "restricted" / "tables" / f"{stem}.csv", index=False)
-        released = km_release_table(km, threshold=self.policy.threshold, rounding=6)
+        released = km_release_table(km, threshold=self.policy.threshold, rounding=self.policy.km_rounding)
         path = self.run_dir / "release" / "tables" / f"{stem}.csv"
         released.round(6).to_csv(path, index=False, lineterminator="\n")
         self._record("km_table", name, caption, section, [path], rounding="midpoint6",

@@ -275,7 +275,9 @@ class _Scanner:
                      f"{len(found)} value(s) equal to an identifier in the site extracts")
 
     def check_text(self, file: str, text: str, first_line: int = 1, what: str = "line") -> None:
-        """Identifier values and small counts in prose, located by line."""
+        """Identifier values, small counts and absolute server paths in prose, located by line."""
+        from pcref_eval.release_attack import path_violations
+        path_violations(file, text, self.add, what, first_line)
         if self.ids.find(text):
             for i, line in enumerate(text.splitlines(), first_line):
                 self.check_ids(file, f"{what} {i}", line)
@@ -561,8 +563,18 @@ def _check(run_dir: Path, policy, ids):
     if not release.is_dir():
         return [], 0, policy, notes
     scanner = _Scanner(release, policy, ids)
-    violations = scanner.scan()
-    return violations, scanner.files_checked, policy, notes
+    scanner.scan()
+    attack_release(release, policy, scanner.add, notes)
+    return scanner.violations, scanner.files_checked, policy, notes
+
+
+def attack_release(release: Path, policy: DisclosurePolicy, add, notes: list[str] | None = None) -> None:
+    """The whole-release attacks of :mod:`pcref_eval.release_attack`: back-calculation of every declared
+    derived value from the released counts, and differencing across every table of the release."""
+    from pcref_eval.release_attack import derived_violations, differencing_violations, load_release
+    tables = load_release(release)
+    derived_violations(tables, add)
+    differencing_violations(release, policy, add, tables=tables)
 
 
 def check_release_command(run_dir: Path) -> int:

@@ -1,0 +1,363 @@
+"""The release check's attacker: what an output checker with every released CSV and the config can work out.
+
+Three attacks, each returning :class:`~pcref_eval.release_check.Violation` objects naming file, row and column:
+
+- **Back-calculation** (:func:`derived_violations`): every derived value declared with a formula in
+  ``release/index/<prefix>.json`` is recomputed from the released (rounded, redacted) counts of its
+  row; a released value that differs (beyond its printed decimals) was computed from something else,
+  usually the unrounded counts, and ``rate x population x years / 100,000`` or ``pct x n`` then
+  gives the exact count back (``derived_unrounded``). A table entry that does not declare its
+  columns cannot be checked and is refused (``undeclared_table``).
+- **Differencing** (:func:`differencing_violations`): every released count is an interval of true
+  values (rounded to base b: the b integers that round to it; 0: exactly 0; redacted: 1 or more);
+  the relations an attacker knows tie cells together (a declared total and its parts; a
+  whole-release table = the sum of the same table of every site; a 12-month window = the sum of
+  its months; the cohort flow's last step = Table 1's people). Interval propagation over all of
+  them (bounds tightening to a fixed point) finds every cell whose true value is pinned to one
+  integer; a rounded or redacted cell so pinned is refused (``differencing``).
+- **Absolute paths** in released text (:func:`path_violations`): server paths say where the secure
+  data live (``absolute_path``).
+
+Relations are found from the release itself (file names, declared totals, labels), as an attacker
+would; :func:`release_relations` lists them so tests can check each holds on the true counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pcref_eval.disclosure import REDACTED, DisclosurePolicy, spec_from_dict
+
+Cell = tuple[str, int, str]  # (file relative to release/, row position, column)
+
+
+@dataclass
+class ReleasedCsv:
+    """One indexed table as released: raw strings, numeric view, its index entry and prefix."""
+
+    file: str
+    prefix: str
+    name: str
+    entry: dict
+    raw: pd.DataFrame
+    values: pd.DataFrame = field(init=False)
+
+    def __post_init__(self):
+        kinds = self.entry.get("columns") or {}
+        self.values = pd.DataFrame({c: (self.raw[c] if kinds.get(c) == "labels" or c == "group" else
+                                        pd.to_numeric(self.raw[c].str.replace(",", ""), errors="coerce"))
+                                    for c in self.raw.columns}, index=self.raw.index)
+
+    @property
+    def counts(self) -> list[str]:
+        return [c for c in self.entry.get("count_cols", []) if c in self.raw.columns]
+
+    def redacted(self, col: str) -> np.ndarray:
+        return (self.raw[col] == REDACTED).to_numpy()
+
+
+@dataclass(frozen=True)
+class Relation:
+    """``total`` = sum of ``parts`` (true values). ``rounded_sum``: the total is released as the sum of the
+    parts' released values (in-table totals), so it bounds the parts' rounded values, not their true sum."""
+
+    total: Cell
+    parts: tuple[Cell, ...]
+    kind: str
+    rounded_sum: bool = False
+
+
+def load_release(release: Path) -> list[ReleasedCsv]:
+    """Every CSV table recorded in ``release/index/*.json`` (kind ``table``)."""
+    tables = []
+    for index in sorted((release / "index").glob("*.json")):
+        try:
+            data = json.loads(index.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            continue
+        prefix = str(data.get("prefix", index.stem))
+        for e in data.get("entries", []):
+            if not isinstance(e, dict) or e.get("kind") != "table":
+                continue
+            for f in e.get("files", []):
+                path = release / f
+                if path.suffix != ".csv" or not path.exists():
+                    continue
+                text = path.read_text(encoding="utf-8")
+                rows = list(csv.reader(io.StringIO(text)))
+                if not rows:
+                    continue
+                raw = pd.DataFrame(rows[1:], columns=rows[0]) if len(rows) > 1 else pd.DataFrame(columns=rows[0])
+                tables.append(ReleasedCsv(str(f), prefix, str(e.get("name", "")), e, raw.astype(str)))
+    return tables
+
+
+# --------------------------------------------------------------------------------------------------
+# back-calculation
+
+
+def derived_violations(tables: list[ReleasedCsv], add) -> None:
+    """Recompute every formula-declared derived value from the released counts; flag any that differ."""
+    for t in tables:
+        e = t.entry
+        if "columns" not in e:
+            add(t.file, "whole table", "undeclared_table",
+                "the table's columns are not declared (counts, denominators, derived, model, labels): it "
+                "cannot be checked, so it cannot be released")
+            continue
+        decimals = int(e.get("decimals", 2))
+        tol = 0.5 * 10 ** (-decimals) + 1e-9
+        for col, d in (e.get("formulas") or {}).items():
+            if col not in t.raw.columns or not isinstance(d, dict) or d.get("type") in ("sources", "Summary"):
+                continue
+            try:
+                spec = spec_from_dict(d)
+                expected = np.asarray(spec.compute(t.values), dtype=float)
+            except Exception as exc:  # a formula we cannot evaluate cannot be trusted
+                add(t.file, f"column '{col}'", "derived_unrounded",
+                    f"declared formula could not be recomputed ({type(exc).__name__})")
+                continue
+            keep = spec.keep_rows(t.values) if hasattr(spec, "keep_rows") else np.zeros(len(t.raw), bool)
+            got = t.values[col].to_numpy(dtype=float)
+            for i in range(len(t.raw)):
+                if keep[i] or np.isnan(got[i]) or not np.isfinite(got[i]):
+                    continue
+                exp = expected[i]
+                if np.isnan(exp) or abs(round(exp, decimals) - got[i]) > tol and abs(exp - got[i]) > tol:
+                    what = ("has no value from the released counts" if np.isnan(exp)
+                            else f"differs from {round(exp, decimals)} recomputed from the released counts")
+                    add(t.file, f"row {i + 1}, column '{col}'", "derived_unrounded",
+                        f"value {got[i]} {what}: computed from unrounded or redacted counts, it can give "
+                        f"them back")
+
+
+# --------------------------------------------------------------------------------------------------
+# relations an attacker can see
+
+
+def _label_cols(t: ReleasedCsv) -> list[str]:
+    cols = t.entry.get("columns")
+    if cols is None:  # an undeclared table: text columns are its labels
+        return [c for c in t.raw.columns if c not in t.counts and t.values[c].isna().all()]
+    return [c for c in t.raw.columns if cols.get(c) == "labels"]
+
+
+def _row_keys(t: ReleasedCsv, labels: list[str]) -> list[str]:
+    return t.raw[labels].agg("\x1f".join, axis=1).tolist() if labels else [""] * len(t.raw)
+
+
+def _within_table(t: ReleasedCsv) -> list[Relation]:
+    totals = t.entry.get("totals") or None
+    if not totals:
+        return []
+    out = []
+    counts = t.counts
+    lab, tot_label = totals.get("label_col"), totals.get("total_label")
+    if lab in t.raw.columns:
+        by = [b for b in totals.get("by") or [] if b in t.raw.columns]
+        keys = _row_keys(t, by)
+        is_total = (t.raw[lab] == str(tot_label)).to_numpy()
+        for k in dict.fromkeys(keys):
+            rows = [i for i, kk in enumerate(keys) if kk == k]
+            trs = [i for i in rows if is_total[i]]
+            prs = [i for i in rows if not is_total[i]]
+            for tr in trs:
+                for c in counts:
+                    out.append(Relation((t.file, tr, c), tuple((t.file, r, c) for r in prs), "total row", True))
+    for tc, parts in (totals.get("columns") or {}).items():
+        if tc in t.raw.columns and all(p in t.raw.columns for p in parts):
+            for r in range(len(t.raw)):
+                out.append(Relation((t.file, r, tc), tuple((t.file, r, p) for p in parts), "total column", True))
+    return out
+
+
+def _site_vs_all(tables: list[ReleasedCsv], all_prefix: str, site_prefixes: list[str]) -> list[Relation]:
+    """The whole-release table (prefix ``all``) of a name released by every site: count = sum over sites,
+    row matched on its label columns. Only tables describing the same people by the same labels qualify:
+    Table 1 (pooled cohort) in this workbench."""
+    out = []
+    by_name: dict[str, dict[str, ReleasedCsv]] = {}
+    for t in tables:
+        by_name.setdefault(t.name, {})[t.prefix] = t
+    for name in SUMMABLE_ACROSS_SITES:
+        group = by_name.get(name, {})
+        whole = group.get(all_prefix)
+        sites = [group.get(p) for p in site_prefixes]
+        if whole is None or not site_prefixes or any(s is None for s in sites):
+            continue
+        labels = _label_cols(whole)
+        keys = {k: i for i, k in enumerate(_row_keys(whole, labels))}
+        site_keys = [{k: i for i, k in enumerate(_row_keys(s, labels))} for s in sites]
+        for k, i in keys.items():
+            for c in whole.counts:
+                parts = tuple((s.file, sk[k], c) for s, sk in zip(sites, site_keys) if k in sk and c in s.raw)
+                out.append(Relation((whole.file, i, c), parts, f"{name}: all sites = sum of sites"))
+    return out
+
+
+#: Tables whose all-sites version counts exactly the union of the sites' people (same labels).
+SUMMABLE_ACROSS_SITES = ("table_one",)
+
+
+def _flow_vs_table_one(tables: list[ReleasedCsv]) -> list[Relation]:
+    """The cohort flow's last step, per group column, is the same people as Table 1's ``people`` row."""
+    out = []
+    by_prefix = {(t.prefix, t.name): t for t in tables}
+    for (prefix, name), flow in by_prefix.items():
+        t1 = by_prefix.get((prefix, "table_one"))
+        if name != "cohort_flow" or t1 is None or "group" not in t1.raw or "people" not in t1.raw or not len(flow.raw):
+            continue
+        last = len(flow.raw) - 1
+        for i, g in enumerate(t1.raw["group"]):
+            if g in flow.raw.columns:
+                out.append(Relation((t1.file, i, "people"), ((flow.file, last, g),), "cohort flow last step = Table 1"))
+    return out
+
+
+def _window_vs_series(tables: list[ReleasedCsv], window_months: int = 12) -> list[Relation]:
+    """Board: the by-group table's focus/reference counts over the latest 12 months = the sum of the monthly
+    series' counts over those months (only for monthly series)."""
+    out = []
+    by_prefix: dict[str, dict[str, ReleasedCsv]] = {}
+    for t in tables:
+        by_prefix.setdefault(t.prefix, {})[t.name] = t
+    for prefix, named in by_prefix.items():
+        bg = named.get("board_by_group")
+        if bg is None or "measure_id" not in bg.raw or "group" not in bg.raw:
+            continue
+        for name, s in named.items():
+            m = re.fullmatch(r"board_(.+)_series", name)
+            if not m or "period" not in s.raw or not s.raw["period"].str.fullmatch(r"\d{4}-\d{2}").all():
+                continue
+            if len(s.raw) < window_months:
+                continue
+            months = pd.PeriodIndex(s.raw["period"], freq="M")
+            if not (np.diff(months.asi8) == 1).all():  # quarterly series: months not consecutive
+                continue
+            rows = list(range(len(s.raw) - window_months, len(s.raw)))
+            mid = m.group(1)
+            for series_col, group in (("focus_count", "Black (all focus groups)"), ("count", "All people")):
+                if series_col not in s.raw:
+                    continue
+                hit = np.flatnonzero((bg.raw["measure_id"] == mid).to_numpy() & (bg.raw["group"] == group).to_numpy())
+                if len(hit) == 1:
+                    out.append(Relation((bg.file, int(hit[0]), "count"), tuple((s.file, r, series_col) for r in rows),
+                                        "12-month window = sum of its months"))
+    return out
+
+
+def release_relations(tables: list[ReleasedCsv], site_prefixes: list[str] | None = None,
+                      all_prefix: str = "all") -> list[Relation]:
+    """Every relation between released counts the attacker uses (see the module docstring)."""
+    if site_prefixes is None:
+        site_prefixes = sorted({t.prefix for t in tables if t.prefix != all_prefix and not t.prefix.startswith("dq_")})
+    rels = []
+    for t in tables:
+        rels += _within_table(t)
+    rels += _site_vs_all(tables, all_prefix, site_prefixes)
+    rels += _flow_vs_table_one(tables)
+    rels += _window_vs_series(tables)
+    return [r for r in rels if r.parts]
+
+
+# --------------------------------------------------------------------------------------------------
+# the attack
+
+
+def cell_interval(raw: str, policy: DisclosurePolicy) -> tuple[float, float, str]:
+    """(lowest, highest) true count consistent with a released cell, and what it was: rounded/zero/redacted."""
+    s = str(raw).strip().replace(",", "")
+    if s == REDACTED:
+        return 1.0, math.inf, "redacted"
+    try:
+        v = float(s)
+    except ValueError:
+        return 0.0, math.inf, "unknown"
+    if math.isnan(v):
+        return 0.0, math.inf, "unknown"
+    if v == 0:
+        return 0.0, 0.0, "zero"
+    b = policy.rounding
+    # half-up rounding to b: x rounds to v when v - b/2 <= x < v + b/2
+    lo = math.ceil(v - b / 2)
+    hi = math.ceil(v + b / 2) - 1
+    lo = max(lo, policy.threshold + 1)
+    return float(lo), float(hi), ("rounded" if b > 1 else "exact")
+
+
+def attack(tables: list[ReleasedCsv], relations: list[Relation], policy: DisclosurePolicy,
+           max_rounds: int = 200) -> dict[Cell, tuple[float, float]]:
+    """Bounds tightening over ``relations``: the true-value interval of every related cell after the attack."""
+    by_file = {t.file: t for t in tables}
+    lo: dict[Cell, float] = {}
+    hi: dict[Cell, float] = {}
+    kind: dict[Cell, str] = {}
+    rels = [r for r in relations if not r.rounded_sum]
+    cells = {c for r in rels for c in (r.total, *r.parts)}
+    for c in cells:
+        t = by_file.get(c[0])
+        raw = t.raw.iloc[c[1]][c[2]] if t is not None and c[2] in t.raw.columns and c[1] < len(t.raw) else ""
+        lo[c], hi[c], kind[c] = cell_interval(raw, policy)
+    # a relation the released values cannot satisfy does not hold here (the attacker guessed wrong): drop it
+    rels = [r for r in rels if sum(lo[p] for p in r.parts) <= hi[r.total] and sum(hi[p] for p in r.parts) >= lo[r.total]]
+    for _ in range(max_rounds):
+        changed = False
+        for r in rels:
+            plo = [lo[p] for p in r.parts]
+            phi = [hi[p] for p in r.parts]
+            slo, shi = sum(plo), sum(phi)
+            # total within the parts' sum
+            if slo > lo[r.total]:
+                lo[r.total], changed = slo, True
+            if shi < hi[r.total]:
+                hi[r.total], changed = shi, True
+            # each part within total minus the others
+            for j, p in enumerate(r.parts):
+                others_hi = shi - phi[j]
+                others_lo = slo - plo[j]
+                new_lo = lo[r.total] - others_hi if math.isfinite(others_hi) else -math.inf
+                new_hi = hi[r.total] - others_lo if math.isfinite(hi[r.total]) else math.inf
+                if new_lo > lo[p]:
+                    lo[p], changed = new_lo, True
+                if new_hi < hi[p]:
+                    hi[p], changed = new_hi, True
+        if not changed:
+            break
+    return {c: (lo[c], hi[c], kind[c]) for c in cells}
+
+
+def recovered_cells(bounds: dict) -> list[tuple[Cell, float, str]]:
+    """Cells released rounded or redacted whose true value the attack pins to one integer."""
+    return sorted((c, lo, k) for c, (lo, hi, k) in bounds.items() if k in ("rounded", "redacted") and lo == hi)
+
+
+def differencing_violations(release: Path, policy: DisclosurePolicy, add, site_prefixes=None,
+                            tables: list[ReleasedCsv] | None = None) -> None:
+    """Run :func:`attack` over :func:`release_relations`; flag each rounded/redacted count it pins down."""
+    tables = load_release(release) if tables is None else tables
+    rels = release_relations(tables, site_prefixes)
+    bounds = attack(tables, rels, policy)
+    for (file, row, col), _value, k in recovered_cells(bounds):
+        add(file, f"row {row + 1}, column '{col}'", "differencing",
+            f"this {k} count is recoverable exactly by subtraction across the released tables "
+            f"(totals, sites vs all sites, windows vs periods, cohort flow vs Table 1)")
+
+
+_ABS_PATH = re.compile(r"(?<![\w.:/])(?:/(?:home|work|srv|data|mnt|var|tmp|Users|opt|secure|root)/[^\s'\"<>]+"
+                       r"|[A-Za-z]:\\[^\s'\"<>]+)")
+
+
+def path_violations(file: str, text: str, add, what: str = "line", first_line: int = 1) -> None:
+    """Absolute server paths in released text."""
+    for i, line in enumerate(text.splitlines(), first_line):
+        if _ABS_PATH.search(line):
+            add(file, f"{what} {i}", "absolute_path", "text names an absolute path on the server")
