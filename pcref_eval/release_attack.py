@@ -287,6 +287,8 @@ def cell_interval(raw: str, policy: DisclosurePolicy) -> tuple[float, float, str
     if v == 0:
         return 0.0, 0.0, "zero"
     b = policy.rounding
+    if b > 1 and v % b != 0:  # not rounded: the attacker takes it as the true count
+        return v, v, "unrounded"
     # half-up rounding to b: x rounds to v when v - b/2 <= x < v + b/2
     lo = math.ceil(v - b / 2)
     hi = math.ceil(v + b / 2) - 1
@@ -335,6 +337,18 @@ def attack(tables: list[ReleasedCsv], relations: list[Relation], policy: Disclos
     return {c: (lo[c], hi[c], kind[c]) for c in cells}
 
 
+def released_two_ways(tables: list[ReleasedCsv], relations: list[Relation], policy: DisclosurePolicy
+                      ) -> list[tuple[Cell, Cell]]:
+    """Pairs of cells that hold the same count (one-part relations) but were released as different values."""
+    by_file = {t.file: t for t in tables}
+
+    def raw(c):
+        t = by_file.get(c[0])
+        return str(t.raw.iloc[c[1]][c[2]]) if t is not None and c[2] in t.raw.columns and c[1] < len(t.raw) else ""
+    return [(r.total, r.parts[0]) for r in relations
+            if len(r.parts) == 1 and not r.rounded_sum and raw(r.total) != raw(r.parts[0])]
+
+
 def recovered_cells(bounds: dict) -> list[tuple[Cell, float, str]]:
     """Cells released rounded or redacted whose true value the attack pins to one integer."""
     return sorted((c, lo, k) for c, (lo, hi, k) in bounds.items() if k in ("rounded", "redacted") and lo == hi)
@@ -345,6 +359,10 @@ def differencing_violations(release: Path, policy: DisclosurePolicy, add, site_p
     """Run :func:`attack` over :func:`release_relations`; flag each rounded/redacted count it pins down."""
     tables = load_release(release) if tables is None else tables
     rels = release_relations(tables, site_prefixes)
+    for a, b in released_two_ways(tables, rels, policy):
+        add(a[0], f"row {a[1] + 1}, column '{a[2]}'", "released_two_ways",
+            f"the same count is released differently in {b[0]} row {b[1] + 1}, column '{b[2]}': "
+            f"together they narrow it down")
     bounds = attack(tables, rels, policy)
     for (file, row, col), _value, k in recovered_cells(bounds):
         add(file, f"row {row + 1}, column '{col}'", "differencing",
