@@ -287,7 +287,7 @@ def recompute_totals(rounded: pd.DataFrame, count_cols: list[str], totals: Total
 
 def apply_policy(df: pd.DataFrame, policy: DisclosurePolicy, count_cols: list[str],
                  derived: dict[str, list[str]] | None = None, totals: Totals | None = None,
-                 return_mask: bool = False):
+                 return_mask: bool = False, initial: pd.DataFrame | np.ndarray | None = None):
     """Apply ``policy`` to ``count_cols``; blank each derived column where any of its source counts is redacted.
 
     ``derived`` maps a column (rate, ratio, proportion, CI limit) to the count columns it is computed from.
@@ -295,6 +295,7 @@ def apply_policy(df: pd.DataFrame, policy: DisclosurePolicy, count_cols: list[st
     parts). Released counts are nullable integers (``Int64``; redacted = ``<NA>``).
     With ``return_mask=True`` also returns a boolean frame (all columns) that is True where a cell
     was redacted, so writers can show ``[REDACTED]`` rather than a blank that looks like missing data.
+    ``initial`` (over ``count_cols``): cells to redact anyway (the same count redacted in an earlier table).
     """
     derived = derived or {}
     missing = [c for c in [*count_cols, *derived, *(s for v in derived.values() for s in v)] if c not in df.columns]
@@ -308,7 +309,7 @@ def apply_policy(df: pd.DataFrame, policy: DisclosurePolicy, count_cols: list[st
     if not count_cols:
         return (out, pd.DataFrame(False, index=df.index, columns=df.columns)) if return_mask else out
     rounded = released_values(df, policy, count_cols, totals)
-    red = suppression_mask(df, policy, count_cols, totals)
+    red = suppression_mask(df, policy, count_cols, totals, initial=initial)
     for col in count_cols:
         out[col] = rounded[col].where(~red[col]).round().astype("Int64")
     mask = pd.DataFrame(False, index=df.index, columns=df.columns)

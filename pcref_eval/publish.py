@@ -168,7 +168,9 @@ class Publisher:
         totals = agg.totals or detect_totals(df, count_cols)
         stem = f"{self.prefix}_{name}"
         df.to_csv(self.run_dir / "restricted" / "tables" / f"{stem}.csv", index=False)
-        released, mask = control_aggregate(agg, self.policy, totals)
+        from pcref_eval.release_attack import linked_redactions
+        initial = linked_redactions(self.run_dir / "release", self.prefix, name, df, kinds, count_cols)
+        released, mask = control_aggregate(agg, self.policy, totals, initial=initial)
         released = _round_floats(released, count_cols, decimals)
         path = self.run_dir / "release" / "tables" / f"{stem}.csv"
         released_csv(released, mask).to_csv(path, index=False, lineterminator="\n")
@@ -253,19 +255,20 @@ class Publisher:
         (self.run_dir / "release" / "captions" / f"{self.prefix}.md").write_text("\n".join(lines) + "\n")
 
 
-def control_aggregate(agg: Aggregate, policy: DisclosurePolicy, totals: Totals | None = None):
+def control_aggregate(agg: Aggregate, policy: DisclosurePolicy, totals: Totals | None = None, initial=None):
     """Released values and redaction mask of a declared aggregate.
 
     Counts and denominators: :func:`~pcref_eval.disclosure.apply_policy` (primary and secondary
     suppression, rounding, totals as sums of released parts). Derived values declared with a formula
     are recomputed from the released counts; those declared by sources only, and model outputs, are
     blanked where a count they rest on is redacted; summaries (means, SDs) are withheld for groups
-    below ``policy.summary_min``.
+    below ``policy.summary_min``. ``initial``: count cells to redact anyway (redacted in an earlier table).
     """
     df = agg.data
     count_cols = [*agg.counts, *agg.denominators]
     blank_by = {c: [s for s in spec_sources(v) if s in count_cols] for c, v in agg.derived.items()}
-    released, mask = apply_policy(df, policy, count_cols, blank_by, totals=totals, return_mask=True)
+    released, mask = apply_policy(df, policy, count_cols, blank_by, totals=totals, return_mask=True,
+                                  initial=initial)
     for col, spec in agg.derived.items():
         if isinstance(spec, Summary):
             small = pd.to_numeric(df[spec.size], errors="coerce").fillna(0).to_numpy() < policy.summary_min

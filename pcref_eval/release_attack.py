@@ -379,3 +379,33 @@ def path_violations(file: str, text: str, add, what: str = "line", first_line: i
     for i, line in enumerate(text.splitlines(), first_line):
         if _ABS_PATH.search(line):
             add(file, f"{what} {i}", "absolute_path", "text names an absolute path on the server")
+
+
+def linked_redactions(release: Path, prefix: str, name: str, df: pd.DataFrame, kinds: dict[str, str],
+                      count_cols: list[str]) -> np.ndarray:
+    """Cells of a table about to be released that hold the same count as a cell an EARLIER table of this
+    release redacted (one-part relations, e.g. Table 1's people = the cohort flow's last step, or the
+    all-sites table of a one-site release): they must
+    be redacted too, so the count has one released value ("one released value per cell").
+
+    Returns a boolean array (rows x ``count_cols``).
+    """
+    out = np.zeros((len(df), len(count_cols)), dtype=bool)
+    if not count_cols or not (release / "index").is_dir():
+        return out
+    file = f"tables/{prefix}_{name}.csv"
+    earlier = [t for t in load_release(release) if t.file != file]
+    if not earlier:
+        return out
+    entry = {"name": name, "columns": kinds, "count_cols": count_cols, "files": [file]}
+    candidate = ReleasedCsv(file, prefix, name, entry, df.astype(str).reset_index(drop=True))
+    col_pos = {c: j for j, c in enumerate(count_cols)}
+    by_file = {t.file: t for t in earlier}
+    for r in release_relations([*earlier, candidate]):
+        if len(r.parts) != 1 or r.rounded_sum:
+            continue
+        for mine, other in ((r.total, r.parts[0]), (r.parts[0], r.total)):
+            t = by_file.get(other[0])
+            if mine[0] == file and t is not None and mine[2] in col_pos and t.redacted(other[2])[other[1]]:
+                out[mine[1], col_pos[mine[2]]] = True
+    return out
