@@ -170,7 +170,7 @@ class Publisher:
         df.to_csv(self.run_dir / "restricted" / "tables" / f"{stem}.csv", index=False)
         from pcref_eval.release_attack import linked_redactions
         initial = linked_redactions(self.run_dir / "release", self.prefix, name, df, kinds, count_cols)
-        released, mask = control_aggregate(agg, self.policy, totals, initial=initial)
+        released, mask = control_aggregate(agg, self.policy, totals, initial=initial, decimals=decimals)
         released = _round_floats(released, count_cols, decimals)
         path = self.run_dir / "release" / "tables" / f"{stem}.csv"
         released_csv(released, mask).to_csv(path, index=False, lineterminator="\n")
@@ -255,7 +255,8 @@ class Publisher:
         (self.run_dir / "release" / "captions" / f"{self.prefix}.md").write_text("\n".join(lines) + "\n")
 
 
-def control_aggregate(agg: Aggregate, policy: DisclosurePolicy, totals: Totals | None = None, initial=None):
+def control_aggregate(agg: Aggregate, policy: DisclosurePolicy, totals: Totals | None = None, initial=None,
+                      decimals: int | None = None):
     """Released values and redaction mask of a declared aggregate.
 
     Counts and denominators: :func:`~pcref_eval.disclosure.apply_policy` (primary and secondary
@@ -292,6 +293,8 @@ def control_aggregate(agg: Aggregate, policy: DisclosurePolicy, totals: Totals |
                 values = np.where(keep, np.where(src_red, np.nan, kept), values)
                 mask[col] = mask[col].to_numpy() | (keep & had & (size < policy.summary_min))
             released[col] = pd.Series(np.where(had, values, np.nan), index=df.index, dtype=float)
+            if decimals is not None:  # as released, so values derived from it are recomputable from the CSV
+                released[col] = released[col].round(decimals)
     red_counts = mask[count_cols].to_numpy(bool) if count_cols else np.zeros((len(df), 0), bool)
     for col, sources in agg.model_sources().items():
         if sources is None:
