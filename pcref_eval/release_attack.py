@@ -259,7 +259,9 @@ def release_relations(tables: list[ReleasedCsv], site_prefixes: list[str] | None
                       all_prefix: str = "all") -> list[Relation]:
     """Every relation between released counts the attacker uses (see the module docstring)."""
     if site_prefixes is None:
-        site_prefixes = sorted({t.prefix for t in tables if t.prefix != all_prefix and not t.prefix.startswith("dq_")})
+        # sites = notebooks that published a cohort flow (a site that failed is in neither its own nor the
+        # all-sites tables)
+        site_prefixes = sorted({t.prefix for t in tables if t.prefix != all_prefix and t.name == "cohort_flow"})
     rels = []
     for t in tables:
         rels += _within_table(t)
