@@ -574,7 +574,18 @@ def attack_release(release: Path, policy: DisclosurePolicy, add, notes: list[str
     from pcref_eval.release_attack import derived_violations, differencing_violations, load_release
     tables = load_release(release)
     derived_violations(tables, add)
-    differencing_violations(release, policy, add, tables=tables)
+    differencing_violations(release, policy, add, tables=tables, site_prefixes=analysed_sites(release.parent))
+
+
+def analysed_sites(run_dir: Path) -> list[str] | None:
+    """Sites whose notebook finished (manifest.json), i.e. the sites the all-sites tables pool; None if unknown."""
+    try:
+        sites = json.loads((Path(run_dir) / "manifest.json").read_text()).get("sites") or {}
+    except (OSError, ValueError):
+        return None
+    ok = [s for s, steps in sites.items()
+          if isinstance(steps, dict) and (steps.get("notebook") or {}).get("status") in ("ok", "warning")]
+    return sorted(ok) if sites else None
 
 
 def check_release_command(run_dir: Path) -> int:
