@@ -86,7 +86,13 @@ class DisclosureConfig(_Strict):
     #: round to 10); see docs/disclosure.md
     policy: Literal["opensafely", "nhse_mha", "nhse", "strict"] = "opensafely"
     threshold: int | None = None  # default: the policy's (7 opensafely, 4 nhse_mha, 10 strict)
-    rounding: int | None = None   # default: the policy's (5; 10 strict)
+    rounding: int | None = None   # default: the policy's (5; 10 strict), filled in on load
+
+    @model_validator(mode="after")
+    def _policy_rounding(self):
+        if self.rounding is None:  # frozen model: set the policy's default once, at validation
+            object.__setattr__(self, "rounding", 10 if self.policy == "strict" else 5)
+        return self
 
 
 class OutputConfig(_Strict):
