@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"data folder (default {DEMO_DATA.relative_to(REPO_ROOT)}, or data/demo-<sites>s-<people>p-"
                         f"seed<seed> when the size or seed differ)")
     d.add_argument("--outputs", type=Path, default=REPO_ROOT / "outputs", help="outputs folder (runs/ goes here)")
+    d.add_argument("--data-only", action="store_true",
+                   help="make the data and its config.yml (what the notebooks open by default), then stop")
     _add_run_options(d)
 
     v = _command(sub, "validate", "check site extract(s) against the data contracts",
@@ -222,7 +224,11 @@ def cmd_demo(args) -> int:
     data = args.data or (DEMO_DATA if (args.people, args.seed, args.sites) == (DEMO_PEOPLE, DEMO_SEED, DEMO_SITES)
                          else REPO_ROOT / "data" / f"demo-{args.sites}s-{args.people}p-seed{args.seed}")
     ensure_demo_data(data, people=args.people, seed=args.seed, sites=args.sites, echo=print)
-    return _run(demo_config(data, args.outputs, seed=args.seed), args)
+    config = demo_config(data, args.outputs, seed=args.seed)
+    if args.data_only:
+        print(f"demo data and config: {data / 'config.yml'}")
+        return 0
+    return _run(config, args)
 
 
 def cmd_validate(args) -> int:
