@@ -36,7 +36,8 @@ test: setup ## run the test suite (slow tests excluded)
 test-slow: setup ## run only the slow tests (simulations, national-scale checks)
 	$(BIN)/python -m pytest -q -m slow -n $(PYTEST_WORKERS)
 
-lab: setup ## open JupyterLab on the notebooks with the project's kernel
+lab: setup ## open JupyterLab on the notebooks (project kernel), making the demo data first if missing
+	$(BIN)/pcref-eval demo --data-only
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 bench: setup ## run the benchmarks (prints times, ratios and memory)

@@ -1,15 +1,21 @@
-"""Command line: ``pcref-eval synth | run | demo | validate | check-release | runs``.
+"""Command line: ``pcref-eval synth | run | demo | validate | check-contracts | check-release | runs``.
 
 This is the only place the process environment and arguments are read. Expected failures
-(bad config, bad extract) print one paragraph to stderr and exit non-zero, with no traceback.
+(bad config, path, date or extract) print one line per problem to stderr, naming the key or path,
+and exit 2, with no traceback (``PCREF_DEBUG=1`` shows one for an unexpected error).
 
 Exit codes: 0 success; 1 partial (some site or step failed, or validation warnings);
 2 failure (bad input, nothing usable, validation errors); 3 another run holds the lock.
+
+Adding a subcommand is one block in :func:`build_parser`: ``_command(sub, name, help, example,
+exit_codes)`` builds its help (description, then an example and its exit codes at the end), every
+option gets a ``help=`` (a test checks), and ``COMMANDS`` maps the name to its function.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,51 +25,114 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = REPO_ROOT / "data" / "demo"
 DEMO_PEOPLE, DEMO_SEED, DEMO_SITES = 100_000, 2024, 4
 
+#: Exit codes, by command family (the last lines of each subcommand's help).
+RUN_EXIT_CODES = {0: "success; or, with --if-changed, nothing changed (no run created)",
+                  1: "partial: a site or step failed (the other sites' results are published)",
+                  2: "failure: bad config, path or extract, or nothing usable",
+                  3: "another run holds the lock on this outputs folder",
+                  130: "interrupted (Ctrl-C)"}
+VALIDATE_EXIT_CODES = {0: "every check passed", 1: "warning-level checks failed only",
+                       2: "an error-level check failed, an extract could not be read, or bad path"}
+SIMPLE_EXIT_CODES = {0: "success", 2: "failure: bad input (the message names the option, key or path)"}
+
+
+def epilog(example: str, exit_codes: dict[int, str]) -> str:
+    """The end of a subcommand's help: one example command, then its exit codes."""
+    codes = "\n".join(f"  {code:<4}{meaning}" for code, meaning in exit_codes.items())
+    return f"example:\n  {example}\n\nexit codes:\n{codes}"
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout and appends an option's default when it says something."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" not in text and action.option_strings and default not in (None, False, argparse.SUPPRESS)
+                and not isinstance(default, bool)):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _command(sub, name: str, help: str, example: str, exit_codes: dict[int, str] = SIMPLE_EXIT_CODES):
+    """Add subcommand ``name`` whose help ends with ``example`` and ``exit_codes``."""
+    return sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
+                          epilog=epilog(example, exit_codes), formatter_class=_HelpFormatter)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pcref-eval", description="Evaluate PCREF across NHS mental health sites.")
+    p = argparse.ArgumentParser(prog="pcref-eval", description="Evaluate PCREF across NHS mental health sites.",
+                                epilog="Run 'pcref-eval COMMAND --help' for a command's options, an example and "
+                                       "its exit codes.")
     p.add_argument("--version", action="version", version=f"pcref-eval {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("synth", help="write synthetic site extracts with known truth")
+    s = _command(sub, "synth", "write synthetic site extracts with known truth",
+                 "pcref-eval synth --out data/synthetic --sites 4 --people 20000 --seed 7")
     s.add_argument("--out", required=True, type=Path, help="folder to write <site_id>/ and truth.json into")
-    s.add_argument("--sites", type=int, default=DEMO_SITES)
-    s.add_argument("--people", type=int, default=DEMO_PEOPLE, help="people in contact, over all sites")
-    s.add_argument("--seed", type=int, default=DEMO_SEED)
+    s.add_argument("--sites", type=positive_int, default=DEMO_SITES, help="number of sites")
+    s.add_argument("--people", type=positive_int, default=DEMO_PEOPLE, help="people in contact, over all sites")
+    s.add_argument("--seed", type=int, default=DEMO_SEED, help="random seed (same seed, same data)")
     s.add_argument("--faults", action="store_true", help="inject data-quality faults (counts in truth.json)")
-    s.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    s.add_argument("--format", choices=["csv", "parquet"], default="csv", help="file format of the tables")
 
-    r = sub.add_parser("run", help="run the evaluation described by a config file")
-    r.add_argument("--config", required=True, type=Path)
+    r = _command(sub, "run", "run the evaluation described by a config file",
+                 "pcref-eval run --config configs/example.yml --if-changed", RUN_EXIT_CODES)
+    r.add_argument("--config", required=True, type=Path, help="evaluation config (YAML; see configs/example.yml)")
     _add_run_options(r)
 
-    d = sub.add_parser("demo", help="generate the synthetic demo data (if absent) and evaluate it")
-    d.add_argument("--people", type=int, default=DEMO_PEOPLE)
-    d.add_argument("--seed", type=int, default=DEMO_SEED)
-    d.add_argument("--sites", type=int, default=DEMO_SITES)
-    d.add_argument("--data", type=Path, default=None, help=f"data folder (default {DEMO_DATA.relative_to(REPO_ROOT)})")
-    d.add_argument("--outputs", type=Path, default=REPO_ROOT / "outputs")
+    d = _command(sub, "demo", "generate the synthetic demo data (if absent) and evaluate it",
+                 "pcref-eval demo --people 20000 --sites 3", RUN_EXIT_CODES)
+    d.add_argument("--people", type=positive_int, default=DEMO_PEOPLE, help="people in contact, over all sites")
+    d.add_argument("--seed", type=int, default=DEMO_SEED, help="random seed of the synthetic data and the run")
+    d.add_argument("--sites", type=positive_int, default=DEMO_SITES, help="number of synthetic sites")
+    d.add_argument("--data", type=Path, default=None,
+                   help=f"data folder (default {DEMO_DATA.relative_to(REPO_ROOT)}, or data/demo-<sites>s-<people>p-"
+                        f"seed<seed> when the size or seed differ)")
+    d.add_argument("--outputs", type=Path, default=REPO_ROOT / "outputs", help="outputs folder (runs/ goes here)")
+    d.add_argument("--data-only", action="store_true",
+                   help="make the data and its config.yml (what the notebooks open by default), then stop")
     _add_run_options(d)
 
-    v = sub.add_parser("validate", help="check site extract(s) against the data contracts")
+    v = _command(sub, "validate", "check site extract(s) against the data contracts",
+                 "pcref-eval validate data/demo --all", VALIDATE_EXIT_CODES)
     v.add_argument("path", type=Path, help="a site folder, or a folder of site folders")
-    v.add_argument("--out", type=Path, default=None, help="where to write results (restricted)")
+    v.add_argument("--all", action="store_true", help="list every check, not only the failed ones")
+    v.add_argument("--outputs", type=Path, default=REPO_ROOT / "outputs",
+                   help="outputs folder: results (restricted) go to <outputs>/validate/<time>/restricted/dq/<site>/")
+    v.add_argument("--out", type=Path, default=None,
+                   help="exact folder for this validation's results instead (restricted/dq/<site>/ inside it)")
 
-    k = sub.add_parser("check-contracts", help="check the data-contract suite files with great-expectations "
-                                               "(no data needed) and record the check for later runs")
+    k = _command(sub, "check-contracts", "check the data-contract suite files with great-expectations (no data "
+                                         "needed) and record the check for later runs",
+                 "pcref-eval check-contracts --contracts my_contracts/")
     k.add_argument("--contracts", type=Path, default=None, help="suite folder (default: the shipped data_contracts/)")
     k.add_argument("--outputs", type=Path, default=REPO_ROOT / "outputs",
                    help="outputs folder whose .cache/ records the check (runs there then skip it)")
 
-    c = sub.add_parser("check-release", help="scan a run's release/ folder for disclosive content")
-    c.add_argument("run_dir", type=Path)
+    c = _command(sub, "check-release", "scan a run's release/ folder for disclosive content",
+                 "pcref-eval check-release outputs/runs/20261201T020000-0a1b2c3d",
+                 {0: "release/ is clean", 2: "violations found (listed), or no release/ folder"})
+    c.add_argument("run_dir", type=Path, help="a run folder (the one holding release/)")
 
-    h = sub.add_parser("runs", help="list past runs from the run registry (newest first)")
+    h = _command(sub, "runs", "list past runs from the run registry (newest first)",
+                 "pcref-eval runs --outputs outputs --limit 5 --json")
     h.add_argument("--config", type=Path, default=None, help="list the runs of this config's outputs folder")
     h.add_argument("--outputs", type=Path, default=None,
                    help=f"outputs folder whose registry.sqlite to read (default {REPO_ROOT / 'outputs'})")
     h.add_argument("--registry", default=None, help="SQLAlchemy URL of a shared registry (e.g. postgresql://...)")
-    h.add_argument("--limit", type=int, default=20)
+    h.add_argument("--limit", type=positive_int, default=20, help="show at most this many runs")
     h.add_argument("--all-outputs", action="store_true", help="with a shared registry: runs of every outputs folder")
     h.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
@@ -73,7 +142,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=["serial", "process", "dask"], default=None,
                    help="how site notebooks run: one after another, in a process pool (default), or as tasks "
                         "on a Dask cluster (see --scheduler)")
-    p.add_argument("--workers", type=int, default=None, help="process pool size (default: one per core)")
+    p.add_argument("--workers", type=positive_int, default=None, help="process pool size (default: one per core)")
     p.add_argument("--scheduler", default=None,
                    help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (implies --executor dask; without it "
                         "--executor dask starts a local cluster)")
@@ -91,19 +160,34 @@ def main(argv: list[str] | None = None) -> int:
     from pcref_eval.runner.lock import RunLocked
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, ExtractError, FileExistsError) as exc:
-        print(f"pcref-eval {args.command}: {exc}", file=sys.stderr)
+    except (ConfigError, ExtractError, FileExistsError, NotADirectoryError, FileNotFoundError,
+            PermissionError) as exc:
+        fail(args.command, exc)
         return 2
     except RunLocked as exc:
-        print(f"pcref-eval {args.command}: {exc}", file=sys.stderr)
+        fail(args.command, exc)
         return 3
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a workbench bug, not bad input: still one line unless asked
+        if os.environ.get("PCREF_DEBUG"):
+            raise
+        print(f"pcref-eval {args.command}: internal error ({type(exc).__name__}: {' '.join(str(exc).split())}). "
+              f"Set PCREF_DEBUG=1 to see the traceback and report it.", file=sys.stderr)
+        return 2
+
+
+def fail(command: str, exc: BaseException) -> None:
+    """Print an expected failure: each line of its message prefixed with the command, no traceback."""
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        print(f"pcref-eval {command}: {line}", file=sys.stderr)
 
 
 def cmd_synth(args) -> int:
     from pcref_eval.synth import generate
+    if args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(f"--out {args.out}: is a file, not a folder")
     truth = generate(args.out, n_sites=args.sites, people=args.people, seed=args.seed, faults=args.faults,
                      fmt=args.format)
     print(f"wrote {len(truth['sites'])} site(s) to {args.out} (truth in {args.out / 'truth.json'})")
@@ -111,8 +195,10 @@ def cmd_synth(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from pcref_eval.config import load_config
-    return _run(load_config(args.config), args)
+    from pcref_eval.config import check_site_folders, load_config
+    config = load_config(args.config)
+    check_site_folders(config, args.config)  # refused before any work
+    return _run(config, args)
 
 
 def _run(config, args) -> int:
@@ -132,15 +218,22 @@ def _run(config, args) -> int:
 
 def cmd_demo(args) -> int:
     from pcref_eval.demo import demo_config, ensure_demo_data
+    for option, folder in (("--data", args.data), ("--outputs", args.outputs)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{option} {folder}: is a file, not a folder")
     data = args.data or (DEMO_DATA if (args.people, args.seed, args.sites) == (DEMO_PEOPLE, DEMO_SEED, DEMO_SITES)
                          else REPO_ROOT / "data" / f"demo-{args.sites}s-{args.people}p-seed{args.seed}")
     ensure_demo_data(data, people=args.people, seed=args.seed, sites=args.sites, echo=print)
-    return _run(demo_config(data, args.outputs, seed=args.seed), args)
+    config = demo_config(data, args.outputs, seed=args.seed)
+    if args.data_only:
+        print(f"demo data and config: {data / 'config.yml'}")
+        return 0
+    return _run(config, args)
 
 
 def cmd_validate(args) -> int:
     from pcref_eval.contracts.command import validate_command
-    return validate_command(args.path, args.out)
+    return validate_command(args.path, args.out, out_root=args.outputs / "validate", all_checks=args.all)
 
 
 def cmd_check_contracts(args) -> int:
@@ -149,6 +242,8 @@ def cmd_check_contracts(args) -> int:
 
     from pcref_eval.contracts.suite import ContractError, check_suites_with_gx
     from pcref_eval.runner.pipeline import VERIFIED_CONTRACTS
+    if args.contracts is not None and not args.contracts.is_dir():
+        raise NotADirectoryError(f"--contracts {args.contracts}: no such folder")
     record = args.outputs / VERIFIED_CONTRACTS
     t0 = time.perf_counter()
     try:
@@ -176,6 +271,8 @@ def cmd_runs(args) -> int:
         from pcref_eval.config import load_config
         outputs = load_config(args.config).outputs.dir
     outputs = outputs or REPO_ROOT / "outputs"
+    if args.outputs is not None and not args.outputs.is_dir():
+        raise NotADirectoryError(f"--outputs {args.outputs}: no such folder")
     url = args.registry or default_url(outputs)
     if not args.registry and not (outputs / "registry.sqlite").exists():
         print(f"no run registry at {outputs / 'registry.sqlite'} (no run has finished there yet)")

@@ -1,13 +1,19 @@
 """Typed evaluation configuration, read from YAML.
 
-A wrong config fails with :class:`ConfigError`, naming the file and each offending key
-(e.g. ``sites[0].path: field required``). Relative paths resolve against the config file's folder.
+A wrong config fails with :class:`ConfigError`: one line per problem, naming the file and the key
+(``config.yml: sites[0].path: field required``), with a "did you mean" suggestion (difflib) for a
+misspelt key. Dates are read as text and validated by pydantic, so an impossible date
+(``2024-02-30``) is reported against its key like any other bad value. Relative paths resolve
+against the config file's folder; :func:`check_site_folders` refuses sites whose folder is missing.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import types
+import typing
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -141,22 +147,47 @@ class EvaluationConfig(_Strict):
         raise KeyError(f"no site {site_id!r} in config; sites are {[s.id for s in self.sites]}")
 
 
+class _TextDatesLoader(yaml.SafeLoader):
+    """YAML safe loader that leaves dates as text: PyYAML raises a bare ValueError on ``2024-02-30``."""
+
+
+_TextDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 def load_config(path: str | Path) -> EvaluationConfig:
     """Read and validate a YAML config; resolve relative paths against the file's folder."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give the YAML file (e.g. configs/example.yml)")
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_TextDatesLoader) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
     try:
         config = EvaluationConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid configuration:\n" + _describe(exc)) from None
+        raise ConfigError(_describe(exc, path)) from None
     return resolve_paths(config, path.parent.resolve())
+
+
+def check_site_folders(config: EvaluationConfig, source: str | Path = "config") -> None:
+    """Refuse, before any work, a config whose site folders are missing (or are files): one line each."""
+    problems = []
+    for i, site in enumerate(config.sites):
+        if not site.path.exists():
+            problems.append(f"{source}: sites[{i}].path: folder {site.path} does not exist (site {site.id!r})")
+        elif not site.path.is_dir():
+            problems.append(f"{source}: sites[{i}].path: {site.path} is a file, not a site folder (site {site.id!r})")
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def resolve_paths(config: EvaluationConfig, base: Path) -> EvaluationConfig:
@@ -170,13 +201,43 @@ def _abs(p: Path, base: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, path: Path) -> str:
+    """One line per problem: ``<file>: <key>: <what is wrong> (got <value>)``, suggesting a misspelt key."""
     lines = []
     for err in exc.errors():
-        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".") or "(top level)"
-        msg = "unknown key (not allowed)" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"  - {key}: {msg}")
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
+        key = _key_path(loc)
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+            guess = difflib.get_close_matches(str(loc[-1]), _allowed_keys(loc[:-1]), n=1, cutoff=0.6)
+            if guess:
+                msg += f"; did you mean {_key_path([*loc[:-1], guess[0]])!r}?"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            value = err.get("input")
+            if err["type"] != "missing" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                msg += f" (got {value!r})"
+        lines.append(f"{path}: {key}: {msg}")
     return "\n".join(lines)
+
+
+def _key_path(loc) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
+
+
+def _allowed_keys(loc) -> list[str]:
+    """The keys a config mapping at ``loc`` accepts (walking the pydantic models; [] if not a model)."""
+    model = EvaluationConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+        while typing.get_origin(model) in (list, typing.Union, types.UnionType):
+            model = next((a for a in typing.get_args(model) if a is not type(None)), None)
+    return list(getattr(model, "model_fields", {}))
 
 
 def write_config(config: EvaluationConfig, path: str | Path) -> None:

@@ -130,6 +130,51 @@ class PublishError(ValueError):
     """An attempt to publish something that may not leave the secure environment."""
 
 
+def _cell_number() -> int | None:
+    """The IPython execution count of the running cell (None outside IPython)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return None if shell is None else shell.execution_count
+
+
+class ReleasedFrame(pd.DataFrame):
+    """What :meth:`Publisher.table` / :meth:`Publisher.km_table` return in a notebook: the released table as an
+    ordinary DataFrame, except that Jupyter does not display it again in the cell that published it (the
+    publisher already showed it, formatted). Shown in a later cell, it displays the released (formatted)
+    table. Operations on it give plain DataFrames."""
+
+    _metadata = ["_pcref_html", "_pcref_cell"]
+
+    def _ipython_display_(self):
+        from IPython.display import HTML, display
+        if self._pcref_cell is not None and self._pcref_cell == _cell_number():
+            return  # already shown by the publisher in this cell
+        display(HTML(self._pcref_html) if self._pcref_html else pd.DataFrame(self))
+
+
+class ReleasedFiles(list):
+    """What :meth:`Publisher.figure` returns in a notebook: the released files (a list of paths), not echoed
+    by Jupyter in the cell that published the figure."""
+
+    def __init__(self, paths, cell: int | None):
+        super().__init__(paths)
+        self._pcref_cell = cell
+
+    def _ipython_display_(self):
+        if self._pcref_cell is not None and self._pcref_cell == _cell_number():
+            return
+        print([str(p) for p in self])
+
+
+def _shown_once(data: pd.DataFrame, html_text: str | None) -> ReleasedFrame:
+    out = ReleasedFrame(data)
+    out._pcref_html, out._pcref_cell = html_text, _cell_number()
+    return out
+
+
 @dataclass
 class Publisher:
     """Writes disclosure-controlled tables and figures for one notebook (``prefix`` = site id or 'all')."""
@@ -149,13 +194,15 @@ class Publisher:
               decimals: int = 2) -> pd.DataFrame:
         """Release an aggregate table: counts controlled, derived values blanked where a source is redacted.
 
-        Returns the released table (numeric; redacted and unavailable cells are missing values).
+        Returns the released table (numeric; redacted and unavailable cells are missing values); when
+        displaying, as a :class:`ReleasedFrame` so a Jupyter cell shows the table once.
         """
         rt = self.release_table(agg, name, caption, section, decimals)
         if self.display:
             from IPython.display import HTML, display
             display(HTML(rt.html), metadata={"pcref": {"kind": "table", "name": rt.stem, "caption": caption,
                                                        "section": section}})
+            return _shown_once(rt.data, rt.html)
         return rt.data
 
     def release_table(self, agg: Aggregate, name: str, caption: str, section: str = "Results",
@@ -202,7 +249,7 @@ class Publisher:
                     metadata={"pcref": {"kind": "figure-caption", "name": stem, "caption": caption}})
         import matplotlib.pyplot as plt
         plt.close(fig)
-        return rendered.paths
+        return ReleasedFiles(rendered.paths, _cell_number()) if self.display else rendered.paths
 
     def note(self, markdown: str) -> None:
         """Show narrative text (built only from released numbers)."""
@@ -233,6 +280,7 @@ class Publisher:
             summary = km_landmarks(released, landmarks)
             display(HTML(km_html(summary, f"{caption} (at selected times; midpoint-6 rounded counts)", stem)),
                     metadata={"pcref": {"kind": "table", "name": stem, "caption": caption, "section": section}})
+            return _shown_once(released, None)
         return released
 
     def _record(self, kind, name, caption, section, paths, **extra) -> None:

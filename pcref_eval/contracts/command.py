@@ -3,7 +3,9 @@
 A site folder is recognised by its ``site.yml``. Every site's machine-readable result
 (``validation.json``), failing-row samples (``failing_rows.csv``, identifiers: restricted) and
 offline DQ report (``dq_report.html``) go to ``<out_dir>/restricted/dq/<site>/``; nothing is
-written to a ``release/`` folder. The exit code is 0 when every check passes, 1 when only
+written to a ``release/`` folder. Without ``out_dir`` a new ``<out_root>/<time>/`` is made (the
+command line passes ``<outputs>/validate``, the workbench's own outputs folder by default).
+The console shows the failed checks and the problems (``all_checks=True``: every check). The exit code is 0 when every check passes, 1 when only
 warning-level checks fail, 2 when any error-level check fails or an extract cannot be read.
 Bad input gives a paragraph naming file, table, column and example rows, never a traceback.
 """
@@ -70,8 +72,9 @@ def find_previous(run_dir: Path, site_name: str) -> Path | None:
 
 
 def validate_command(path: Path, out_dir: Path | None = None, *, contracts_dir: Path | None = None,
-                     stream: TextIO | None = None) -> int:
-    """Run ``pcref-eval validate``; print per-expectation results and a summary per site; return 0/1/2."""
+                     stream: TextIO | None = None, out_root: Path | None = None, all_checks: bool = True) -> int:
+    """Run ``pcref-eval validate``; print the checks (failed only unless ``all_checks``), problems and a
+    summary per site; return 0/1/2."""
     out = stream or sys.stdout
     path = Path(path)
     if not path.exists():
@@ -87,7 +90,7 @@ def validate_command(path: Path, out_dir: Path | None = None, *, contracts_dir: 
         print(f"{path}: no site folders found (a site folder holds site.yml and one file per table, e.g. "
               f"people.csv); nothing was validated.", file=out)
         return 2
-    run_dir = Path(out_dir) if out_dir else new_run_dir()
+    run_dir = Path(out_dir) if out_dir else new_run_dir(Path(out_root) if out_root else DEFAULT_OUT_ROOT)
     run_dir.mkdir(parents=True, exist_ok=True)
     dq_root = run_dir / "restricted" / "dq"
     summaries, codes = [], []
@@ -105,7 +108,7 @@ def validate_command(path: Path, out_dir: Path | None = None, *, contracts_dir: 
             summaries.append({"site": site.name, "status": "error", "exit_code": 2, "checks": 0,
                               "failed_error": None, "failed_warning": None, "report": None})
             continue
-        print_site(sv, out)
+        print_site(sv, out, all_checks=all_checks)
         codes.append(sv.exit_code)
         r = sv.results
         summaries.append({"site": sv.site_id, "status": sv.status, "exit_code": sv.exit_code, "checks": len(r),
@@ -121,16 +124,21 @@ def validate_command(path: Path, out_dir: Path | None = None, *, contracts_dir: 
     return code
 
 
-def print_site(sv: SiteValidation, out: TextIO) -> None:
-    """A readable per-expectation table, the problems as paragraphs, and a one-line summary."""
+def print_site(sv: SiteValidation, out: TextIO, all_checks: bool = True) -> None:
+    """A readable per-expectation table (failed checks only unless ``all_checks``), the problems as
+    paragraphs, and a one-line summary."""
     print(f"\n=== {sv.site_id}  ({sv.site_dir})", file=out)
     r = sv.results
-    if len(r):
+    shown = r if all_checks or not len(r) else r[~r["success"].astype(bool)]
+    if len(r) and not all_checks:
+        print(f"  {len(r) - len(shown)} of {len(r)} checks passed" + (" (not listed; --all lists every check)"
+                                                                     if len(shown) < len(r) else ""), file=out)
+    if len(shown):
         widths = {"table": max(5, r["table"].str.len().max()), "column": max(6, r["column"].fillna("").str.len().max())}
         head = (f"  {'table':<{widths['table']}}  {'column':<{widths['column']}}  {'check':<24}  {'severity':<8}  "
                 f"{'result':<6}  {'unexpected':>10}  {'percent':>8}")
         print(head, file=out)
-        for row in r.itertuples():
+        for row in shown.itertuples():
             n = "" if pd.isna(row.unexpected_count) else f"{int(row.unexpected_count):,}"
             pct = "" if pd.isna(row.unexpected_percent) else f"{row.unexpected_percent:.2f}%"
             label = check_label(row.expectation)

@@ -4,10 +4,15 @@ Each step gets a **cache key**, a SHA-256 over everything its result depends on:
 
 - a site (contracts check + site notebook): the SHA-256 of every file in the site's folder, the
   config sections the site notebook reads (``study``, ``ethnicity``, ``cohort``, ``disclosure``,
-  ``measures``, ``seed`` and the site's id), the notebook file's bytes, and the code fingerprint;
-- the cross-site notebook: the keys of the sites it pools, the same config sections, the notebook
-  file's bytes and the code fingerprint;
+  ``measures``, ``seed`` and the site's id), the notebook's program, and the code fingerprint;
+- the cross-site notebook: the keys of the sites it pools, the same config sections, the notebook's
+  program and the code fingerprint;
 - the whole run: every step key plus the rest of the config that shapes the report (name, formats).
+
+A notebook's **program** is its cells' types, sources and tags
+(:func:`pcref_eval.runner.notebook_source.source_digest`): outputs, execution counts and metadata that
+JupyterLab saves while someone explores the notebook do not change what a run computes, so they do not
+invalidate a scheduled run.
 
 The **code fingerprint** is the package version, the hash of ``requirements.lock`` (when the package
 runs from a checkout), the versions of the key packages, and a hash of the package's own files and
@@ -39,6 +44,7 @@ import pcref_eval
 from pcref_eval import __version__
 from pcref_eval.config import EvaluationConfig
 from pcref_eval.runner.manifest import file_sha256, package_versions
+from pcref_eval.runner.notebook_source import source_digest
 
 Log = Callable[[str], None]
 #: Config sections a site (and the cross-site) notebook reads.
@@ -67,10 +73,8 @@ def code_fingerprint() -> str:
 
 
 def notebook_hash(path: Path) -> str | None:
-    try:
-        return file_sha256(Path(path))
-    except OSError:
-        return None
+    """Digest of the notebook's program (cells' types, sources, tags); None when unreadable (never cached)."""
+    return source_digest(Path(path))
 
 
 def _sections(config: EvaluationConfig) -> dict:

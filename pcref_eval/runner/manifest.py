@@ -49,13 +49,14 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit(repo: Path) -> str | None:
-    """The checked-out commit of the workbench (None outside a git checkout), with '-dirty' if modified."""
+    """The checked-out commit of the workbench (None outside a git checkout), with '-dirty' if modified
+    (outputs saved into a tracked notebook by JupyterLab do not count: see runner.notebook_source)."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        from pcref_eval.runner.notebook_source import changed_files
+        dirty = changed_files(repo)  # notebooks count only when their program changed, not their outputs
         return sha.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None

@@ -73,7 +73,11 @@ def test_keys_follow_inputs_config_notebook(data, tmp_path):
     assert changed.all_cross_key != base.all_cross_key
     nb = tmp_path / "site_copy.ipynb"
     nb.write_bytes(SITE_NB.read_bytes() + b"\n")
-    assert not set(keys(site_nb=nb).site_keys.values()) & set(base.site_keys.values())
+    assert keys(site_nb=nb).site_keys == base.site_keys  # same program, different bytes
+    explored = _explored_in_lab(SITE_NB, tmp_path / "explored.ipynb")
+    assert keys(site_nb=explored).site_keys == base.site_keys and keys(site_nb=explored).run_key == base.run_key
+    edited = _edited_code(SITE_NB, tmp_path / "edited.ipynb")
+    assert not set(keys(site_nb=edited).site_keys.values()) & set(base.site_keys.values())
     assert keys(inp=dict(inputs, site_c={"error": "unreadable"})).site_keys["site_c"] is None  # never cached
     assert CachePlan(config, inputs, tmp_path / "runs", SITE_NB, CROSS_NB, force=True).find_site("site_a") is None
 
@@ -118,3 +122,68 @@ def test_files_are_attributed_by_name():
     assert owner_of(Path("restricted/notebooks/cross_site.ipynb"), owners) == "all"
     assert owner_of(Path("release/index/all.json"), owners) == "all"
     assert owner_of(Path("release/report.html"), owners) is None
+
+
+def _explored_in_lab(source: Path, dest: Path) -> Path:
+    """What JupyterLab saves after someone runs a notebook: outputs, counts, kernel and cell metadata."""
+    import nbformat
+    nb = nbformat.read(source, as_version=4)
+    nb.metadata["kernelspec"] = {"name": "pcref-eval", "display_name": "Python (pcref-eval)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.7"}
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        cell.execution_count = i + 1
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"output {i}\n")]
+        cell.metadata["scrolled"] = True
+        cell.metadata["execution"] = {"iopub.status.busy": "2026-12-01T00:00:00Z"}
+    nbformat.write(nb, dest)
+    return dest
+
+
+def _edited_code(source: Path, dest: Path) -> Path:
+    import nbformat
+    nb = nbformat.read(source, as_version=4)
+    cell = [c for c in nb.cells if c.cell_type == "code"][-1]
+    cell.source += "\nprint('one more line')"
+    nbformat.write(nb, dest)
+    return dest
+
+
+def test_program_digest_ignores_outputs_and_metadata_only(tmp_path):
+    from pcref_eval.runner.notebook_source import source_digest
+    base = source_digest(SITE_NB)
+    assert base and source_digest(_explored_in_lab(SITE_NB, tmp_path / "a.ipynb")) == base
+    assert source_digest(_edited_code(SITE_NB, tmp_path / "b.ipynb")) != base
+    (tmp_path / "c.ipynb").write_text('{"not": "a notebook"}')
+    assert source_digest(tmp_path / "c.ipynb") is None and source_digest(tmp_path / "missing.ipynb") is None
+
+
+def test_manifest_commit_is_not_dirty_for_notebook_outputs(tmp_path):
+    """Lab's autosave wrote outputs into tracked notebooks and every run's manifest said '-dirty'."""
+    import shutil
+    import subprocess
+
+    from pcref_eval.runner.manifest import git_commit
+    if shutil.which("git") is None:
+        import os
+
+        import pytest
+        reason = "git is not installed (apt-get install -y git): the manifest's commit cannot be tested"
+        pytest.fail(reason) if os.environ.get("CI") == "true" else pytest.skip(reason)
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    shutil.copy(SITE_NB, repo / "notebooks" / "site.ipynb")
+    (repo / "code.py").write_text("x = 1\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    assert git_commit(repo) == head
+    _explored_in_lab(repo / "notebooks" / "site.ipynb", repo / "notebooks" / "site.ipynb")
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    assert git_commit(repo) == head, "outputs only: not dirty"
+    _edited_code(repo / "notebooks" / "site.ipynb", repo / "notebooks" / "site.ipynb")
+    assert git_commit(repo) == head + "-dirty"
+    subprocess.run(["git", "checkout", "-q", "--", "notebooks"], cwd=repo, check=True)
+    (repo / "code.py").write_text("x = 2\n")
+    assert git_commit(repo) == head + "-dirty"
