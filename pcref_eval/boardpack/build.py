@@ -26,7 +26,7 @@ from pcref_eval.boardpack import data as D
 from pcref_eval.boardpack.icons import ASSURANCE, VARIATION, assurance_svg, icon_label, variation_svg
 
 __all__ = ["BoardPackResult", "build_board_packs", "site_pack_html", "cross_site_html", "pdf_page_count",
-           "MAX_SITE_PAGES"]
+           "MAX_SITE_PAGES", "sites_grid_html"]
 
 MAX_SITE_PAGES = 4
 BOARD_DIR = "board"
@@ -221,13 +221,13 @@ def site_pack_html(board: D.SiteBoard, run_id: str, synthetic: bool, policy_text
     return _page(f"PCREF board pack: {board.name or board.site_id}", page1 + page2)
 
 
-def cross_site_html(x: D.CrossSiteBoard, run_id: str, synthetic: bool) -> str:
-    """The one-page cross-site summary for the PCREF programme lead (landscape)."""
+def sites_grid_html(x: D.CrossSiteBoard, icon_size: int = 16) -> str:
+    """Sites x core measures: ratio (95% CI) and the variation and assurance icons; then the detention gap change."""
     sites = x.sites
     measures = list(dict.fromkeys(r.measure for b in sites for r in b.rows))
     head = "<tr><th>Core measure</th>" + "".join(
-        f"<th>{escape(b.name or b.site_id)}<span class='unit'>{escape(b.site_id)}, go-live "
-        f"{b.go_live:%b %Y}</span></th>" if hasattr(b.go_live, "strftime") else f"<th>{escape(b.site_id)}</th>"
+        f"<th>{escape(b.name or b.site_id)}<span class='unit'>{escape(b.site_id)}"
+        + (f", go-live {b.go_live:%b %Y}" if hasattr(b.go_live, "strftime") else "") + "</span></th>"
         for b in sites) + "</tr>"
     body = []
     for m in measures:
@@ -248,7 +248,8 @@ def cross_site_html(x: D.CrossSiteBoard, run_id: str, synthetic: bool) -> str:
                        if iv.available else "<span class='r muted'>not shown</span>")
             else:
                 num = f"<span class='r'>{_value(r.focus_value, r.unit)}</span>"
-            cells.append(f"<td class='cell'>{num}{variation_svg(r.variation, 16)}{assurance_svg(r.assurance, 16)}</td>")
+            cells.append(f"<td class='cell'>{num}{variation_svg(r.variation, icon_size)}"
+                         f"{assurance_svg(r.assurance, icon_size)}</td>")
         body.append(f"<tr><td class='m'>{escape(m)}<span class='unit'>{escape(unit)}</span></td>{''.join(cells)}</tr>")
     gap_cells = "".join(
         f"<td class='cell'><span class='r'>{D.fmt_num(iv.estimate)} ({D.fmt_num(iv.lower)}–{D.fmt_num(iv.upper)})</span></td>"
@@ -256,6 +257,13 @@ def cross_site_html(x: D.CrossSiteBoard, run_id: str, synthetic: bool) -> str:
         for b in sites)
     body.append(f"<tr><td class='m'>Detention gap after / before go-live<span class='unit'>ratio of hazard ratios; "
                 f"below 1 = narrowed</span></td>{gap_cells}</tr>")
+    return (f"<table class='grid sites'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+            f"{key_html(14)}")
+
+
+def cross_site_html(x: D.CrossSiteBoard, run_id: str, synthetic: bool) -> str:
+    """The one-page cross-site summary for the PCREF programme lead (landscape)."""
+    sites = x.sites
     banner = "<p class='synthetic'>Synthetic data: illustrative numbers only.</p>" if synthetic else ""
     window = sites[0].window if sites else ""
     page = (f"<p class='kicker'>Patient and Carer Race Equality Framework · cross-site summary</p>"
@@ -265,8 +273,7 @@ def cross_site_html(x: D.CrossSiteBoard, run_id: str, synthetic: bool) -> str:
             "then the Making Data Count variation and assurance icons of its chart.</p>"
             f"{banner}"
             f"<h2>Has the gap narrowed?</h2><p class='answer'>{escape(D.pooled_answer(x))}</p>"
-            f"<table class='grid sites'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
-            f"{key_html(14)}"
+            f"{sites_grid_html(x)}"
             "<footer>Ratios above 1: higher for the focus group. Numbers from disclosure-controlled tables only; see "
             "the main report for methods.</footer>")
     return _page("PCREF cross-site summary", page, wide=True)
