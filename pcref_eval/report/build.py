@@ -28,6 +28,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
+from pcref_eval.contracts.report import plain_check_name, plain_check_text
 from pcref_eval.disclosure import DisclosurePolicy
 from pcref_eval.report import methods as M
 from pcref_eval.report import render as R
@@ -335,7 +336,7 @@ def dq_cells(ctx: ReportContext, site: dict) -> list:
     cells = []
     contracts = site.get("contracts") or {}
     status = contracts.get("status")
-    msg = sanitize_message(contracts.get("message", ""), ctx.policy) if contracts else ""
+    msg = plain_check_text(sanitize_message(contracts.get("message", ""), ctx.policy)) if contracts else ""
     label = {"ok": "passed", "warning": "passed with warnings", "failed": "failed", "skipped": "skipped"}.get(status,
                                                                                                                 "not recorded")
     cls = "callout ok" if status == "ok" else "callout"
@@ -346,6 +347,7 @@ def dq_cells(ctx: ReportContext, site: dict) -> list:
         n, n_pass = len(checks), int(checks["passed"].sum())
         parts.append(f"<p>{n_pass} of {n} data checks passed.</p>")
         failing = checks[~checks["passed"]].drop(columns=["passed"])
+        failing = failing.assign(check=failing["check"].map(plain_check_name))
         cells.append(html_cell("".join(parts), "dq"))
         parts = []
         if not failing.empty:

@@ -314,11 +314,14 @@ CHROMIUM_PATHS = (
 
 
 def find_chromium(path: str | None = None, candidates: tuple[str, ...] = CHROMIUM_PATHS) -> str | None:
-    """Chrome or Chromium: ``PCREF_CHROMIUM`` if set, a known name on ``path`` (default PATH), else a usual place."""
+    """Chrome or Chromium: ``PCREF_CHROMIUM`` if set, a known name on ``path`` (default PATH), else a usual place.
+
+    ``PCREF_CHROMIUM=none`` means "do not use a browser" (PDFs by WeasyPrint; browser tests skip).
+    """
     import os
-    env = os.environ.get("PCREF_CHROMIUM")
+    env = os.environ.get("PCREF_CHROMIUM", "").strip()
     if env:
-        return env if os.access(env, os.X_OK) else None
+        return None if env.lower() == "none" or not os.access(env, os.X_OK) else env
     for name in CHROMIUM_NAMES:
         found = shutil.which(name, path=path)
         if found:
