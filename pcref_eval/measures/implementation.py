@@ -292,15 +292,17 @@ def forest_chart(released: pd.DataFrame, title: str = "Level change at go-live i
     df = released.dropna(subset=["level_change"]).iloc[::-1]
     fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(df), 3) + 1.2))
     y = np.arange(len(df))
-    lo = (df["level_change"] - df["level_change_lower"]).clip(lower=0)
-    hi = (df["level_change_upper"] - df["level_change"]).clip(lower=0)
+    finite = np.r_[df["level_change_lower"].to_numpy(float), df["level_change_upper"].to_numpy(float)]
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    lo_x = float(min(finite.min() if finite.size else 0.9, 0.9)) * 0.9
+    hi_x = float(max(finite.max() if finite.size else 1.1, 1.1)) * 1.1
+    lo = (df["level_change"] - df["level_change_lower"].clip(lower=lo_x)).clip(lower=0).fillna(0)
+    hi = (df["level_change_upper"].clip(upper=hi_x) - df["level_change"]).clip(lower=0).fillna(0)
     ax.errorbar(df["level_change"], y, xerr=[lo, hi], fmt="o", color="#0072B2", ecolor="#0072B2", capsize=3)
     ax.axvline(1.0, color="#404040", lw=1, ls=":")
     ax.set_yticks(y)
     ax.set_yticklabels(df["measure"], fontsize=8)
     ax.set_xscale("log")
-    lo_x = float(min(df["level_change_lower"].min(), 0.9)) * 0.9
-    hi_x = float(max(df["level_change_upper"].max(), 1.1)) * 1.1
     ax.set_xlim(lo_x, hi_x)
     ticks = [t for t in (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 10) if lo_x <= t <= hi_x]
     ax.set_xticks(ticks)
