@@ -292,7 +292,8 @@ def key_findings(ctx: ReportContext) -> list:
                                         for r in shown]})
         if not table["period"].astype(bool).any():
             table = table.drop(columns="period")
-        pub.release_table(Aggregate(table, []), "key_findings",
+        labels = [c for c in ("measure", "group", "period", "compared_with_reference") if c in table]
+        pub.release_table(Aggregate(table, [], model=["ratio", "lower_95", "upper_95"], labels=labels), "key_findings",
                           f"Key findings: ratios to {ref} with 95% confidence intervals, from the released cross-site "
                           "tables.", section="Summary")
         fig = S.forest_plot(shown, ref)
@@ -352,7 +353,8 @@ def dq_cells(ctx: ReportContext, site: dict) -> list:
         parts = []
         if not failing.empty:
             pub = Publisher(ctx.run_dir, f"dq_{site['id']}", ctx.policy, display=False)
-            rt = pub.release_table(Aggregate(failing.reset_index(drop=True), ["rows_failing"]), "failed_checks",
+            rt = pub.release_table(Aggregate(failing.reset_index(drop=True), ["rows_failing"],
+                                             labels=["table", "column", "check", "severity"]), "failed_checks",
                                    f"Data checks that failed at site {site['id']} (rows failing are disclosure-"
                                    "controlled).", section="Data quality", decimals=1)
             cells.append(html_cell(f"<div class='table-wrap'>{rt.html}</div>", "table"))
@@ -362,7 +364,8 @@ def dq_cells(ctx: ReportContext, site: dict) -> list:
             cells.append(html_cell("".join(parts), "dq"))
             parts = []
         pub = Publisher(ctx.run_dir, f"dq_{site['id']}", ctx.policy, display=False)
-        rt = pub.release_table(Aggregate(completeness, ["recorded", "total"], {"recorded_pct": ["recorded", "total"]}),
+        rt = pub.release_table(Aggregate(completeness, ["recorded", "total"], {"recorded_pct": ["recorded", "total"]},
+                                         labels=["table"]),
                                "ethnicity_completeness",
                                f"Ethnicity recording completeness at site {site['id']}: records with an ethnic "
                                "category stated (not Z, 99 or blank).", section="Data quality", decimals=1)
