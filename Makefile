@@ -31,7 +31,7 @@ run: setup ## generate the synthetic demo data (once) and run the multi-site eva
 	$(BIN)/pcref-eval demo
 
 test: setup ## run the test suite (slow tests excluded)
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -q -rs -n $(PYTEST_WORKERS)
 
 test-slow: setup ## run only the slow tests (simulations, national-scale checks)
 	$(BIN)/python -m pytest -q -m slow -n $(PYTEST_WORKERS)

@@ -35,6 +35,44 @@ code{font-size:.95em;background:#f3f3f3;padding:0 .2em}
 """
 
 
+#: Plain-language names of data checks, for reports read by people who do not know great-expectations.
+PLAIN_CHECKS: dict[str, str] = {
+    "expect_column_values_to_be_recorded": "ethnicity recorded (not 'not stated', 'not known' or blank)",
+    "expect_column_to_exist": "column present",
+    "expect_column_values_to_not_be_null": "value filled in",
+    "expect_column_values_to_not_be_after_extract_date": "date not after the extract date",
+    "expect_column_values_to_be_in_set": "valid code",
+    "expect_column_values_to_not_be_in_set": "no invalid code",
+    "expect_column_values_to_match_strftime_format": "date in the expected format",
+    "expect_column_values_to_exist_in_table": "links to a record in the related table",
+    "expect_column_values_to_not_be_before_birth": "date not before the person's birth",
+    "expect_column_values_to_not_be_after_death": "date not after the person's death",
+    "expect_column_values_to_match_regex": "value in the expected format",
+    "expect_column_values_to_not_match_regex": "no malformed value",
+    "expect_column_values_to_be_unique": "no duplicate identifiers",
+    "expect_compound_columns_to_be_unique": "no duplicate records",
+    "expect_column_pair_values_a_to_be_greater_than_b": "end date not before start date",
+    "expect_end_after_start": "end date not before start date",
+    "expect_table_row_count_to_be_between": "number of rows within the expected range",
+    "expect_column_values_to_be_between": "value within the expected range",
+}
+
+
+def plain_check_name(check: str) -> str:
+    """A data check in plain words: 'expect_column_values_to_be_in_set' -> 'valid code' (unknown ones reworded)."""
+    key = str(check or "").strip()
+    if key in PLAIN_CHECKS:
+        return PLAIN_CHECKS[key]
+    words = key.removeprefix("expect_").replace("column_values_to_", "values ").replace("_", " ").strip()
+    return words or key
+
+
+def plain_check_text(text: str) -> str:
+    """Every great-expectations check name in ``text`` replaced by its plain-language name."""
+    import re
+    return re.sub(r"\bexpect_[a-z_]+", lambda m: plain_check_name(m.group(0)), str(text or ""))
+
+
 def compare_runs(previous: dict, current: dict) -> pd.DataFrame:
     """What changed between two validation records of one site (``validation.json`` dicts)."""
     rows = []

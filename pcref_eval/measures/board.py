@@ -371,8 +371,13 @@ def publish_board(session, data: pd.DataFrame | None = None, measures: list[Meas
             pub.figure(_chart(bm, reference), f"board_{d.id}_spc",
                        f"{d.title} ({site_id}): XmR chart of {what}, {res}{note}. Mean and process limits "
                        f"(mean +/- 2.66 x mean moving range); coloured points are special cause variation; "
-                       f"improvement is a {d.direction}.{target}", SECTION)
+                       f"improvement is {_with_article(d.direction)}.{target}", SECTION)
     return released
+
+
+def _with_article(word: str) -> str:
+    """'an increase', 'a decrease': the indefinite article a caption needs."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def _summary_table(board: list[BoardMeasure], released_groups: pd.DataFrame, reference: str,

@@ -216,16 +216,17 @@ def implementation_chart(effect: ImplementationEffect, reference: str, policy=No
         ax1.scatter(shown["time"], shown["observed_rate"], s=12, color=col, alpha=0.55, zorder=3, label=g)
         for _, seg in sub.groupby("post"):
             ax1.plot(seg["time"], seg["fitted"], color=col, lw=2, zorder=4)
-        post = sub[sub["post"]]
-        ax1.plot(post["time"], post["counterfactual"], color=col, lw=1.5, ls="--", zorder=4)
     ax1.set_ylabel(d.unit_label)
     # the counterfactual may extrapolate far beyond the data: keep the axis on observed and fitted values
+    # and stop a counterfactual line where it leaves the chart (marked with an arrow), never past the axes
     shown_max = np.nanmax(np.r_[cf.loc[cf["ok"].fillna(False).astype(bool), "observed_rate"].to_numpy(float),
                                 cf["fitted"].to_numpy(float)])
-    if np.isfinite(shown_max) and shown_max > 0:
-        ax1.set_ylim(0, 1.35 * shown_max)
-    else:
-        ax1.set_ylim(bottom=0)
+    top1 = 1.35 * shown_max if np.isfinite(shown_max) and shown_max > 0 else None
+    ax1.set_ylim(0, top1)
+    clipped = False
+    for g in (COMBINED_FOCUS, reference):
+        post = cf[(cf["group"] == g) & cf["post"]].sort_values("time")
+        clipped |= _clipped_line(ax1, post["time"], post["counterfactual"], top1, colours[g])
     ax1.set_title("Rates by group", loc="left", fontsize=10)
     # ratio panel
     f = cf[cf["group"] == COMBINED_FOCUS].set_index("time").sort_index()
@@ -238,11 +239,12 @@ def implementation_chart(effect: ImplementationEffect, reference: str, policy=No
     for _, seg in f.groupby("post"):
         ax2.plot(seg.index, fitted_ratio.loc[seg.index], color="#000000", lw=2, zorder=4)
     post_idx = f.index[f["post"].to_numpy(bool)]
-    ax2.plot(post_idx, cf_ratio.loc[post_idx], color="#000000", lw=1.5, ls="--", zorder=4)
     ax2.axhline(1.0, color="#7F7F7F", lw=0.8)
     ax2.set_ylabel(f"Ratio, focus / {reference}")
     ratio_max = np.nanmax(np.r_[obs_ratio.to_numpy(float), fitted_ratio.to_numpy(float), 1.0])
-    ax2.set_ylim(0, 1.35 * ratio_max if np.isfinite(ratio_max) else None)
+    top2 = 1.35 * ratio_max if np.isfinite(ratio_max) else None
+    ax2.set_ylim(0, top2)
+    clipped |= _clipped_line(ax2, pd.Series(post_idx), cf_ratio.loc[post_idx], top2, "#000000")
     lc = effect.level_change
     ax2.set_title(f"Focus / reference ratio: level change {lc[0]:.2f} ({lc[1]:.2f} to {lc[2]:.2f})",
                   loc="left", fontsize=10)
@@ -259,11 +261,31 @@ def implementation_chart(effect: ImplementationEffect, reference: str, policy=No
                     textcoords="offset points", fontsize=8)
     handles, labels = ax1.get_legend_handles_labels()
     handles += [Line2D([], [], color="#404040", lw=2), Line2D([], [], color="#404040", lw=1.5, ls="--")]
-    labels += ["Fitted (segmented)", "Counterfactual (pre-go-live trend continued)"]
+    labels += ["Fitted (segmented)", "Counterfactual (pre-go-live trend continued)"
+               + ("; ▲ it continues above the chart" if clipped else "")]
     fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=8, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(f"{d.title}{' - ' + site_label if site_label else ''}", x=0.01, ha="left", fontsize=12)
     fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     return fig
+
+
+def _clipped_line(ax, x, y, top: float | None, colour: str) -> bool:
+    """A dashed counterfactual line drawn only while it stays below ``top``; an arrow where it leaves.
+
+    Returns True when the line was cut (the legend then says so)."""
+    x = pd.Series(np.asarray(x))
+    y = np.asarray(y, dtype=float)
+    inside = np.isfinite(y) if top is None else np.isfinite(y) & (y <= top)
+    if inside.all():
+        ax.plot(x, y, color=colour, lw=1.5, ls="--", zorder=4)
+        return False
+    first_out = int(np.argmax(~inside))
+    keep = slice(0, first_out)
+    ax.plot(x.iloc[keep], y[keep], color=colour, lw=1.5, ls="--", zorder=4)
+    if first_out > 0:
+        ax.plot([x.iloc[first_out - 1]], [y[first_out - 1]], marker="^", color=colour, markersize=7, zorder=5,
+                clip_on=False)
+    return True
 
 
 def forest_chart(released: pd.DataFrame, title: str = "Level change at go-live in the focus/reference ratio"):
@@ -272,17 +294,26 @@ def forest_chart(released: pd.DataFrame, title: str = "Level change at go-live i
     df = released.dropna(subset=["level_change"]).iloc[::-1]
     fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(df), 3) + 1.2))
     y = np.arange(len(df))
-    lo = (df["level_change"] - df["level_change_lower"]).clip(lower=0)
-    hi = (df["level_change_upper"] - df["level_change"]).clip(lower=0)
+    finite = np.r_[df["level_change_lower"].to_numpy(float), df["level_change_upper"].to_numpy(float)]
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    lo_x = float(min(finite.min() if finite.size else 0.9, 0.9)) * 0.9
+    hi_x = float(max(finite.max() if finite.size else 1.1, 1.1)) * 1.1
+    lo = (df["level_change"] - df["level_change_lower"].clip(lower=lo_x)).clip(lower=0).fillna(0)
+    hi = (df["level_change_upper"].clip(upper=hi_x) - df["level_change"]).clip(lower=0).fillna(0)
     ax.errorbar(df["level_change"], y, xerr=[lo, hi], fmt="o", color="#0072B2", ecolor="#0072B2", capsize=3)
     ax.axvline(1.0, color="#404040", lw=1, ls=":")
     ax.set_yticks(y)
     ax.set_yticklabels(df["measure"], fontsize=8)
     ax.set_xscale("log")
+    ax.set_xlim(lo_x, hi_x)
+    ticks = [t for t in (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 10) if lo_x <= t <= hi_x]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("Level change in the focus / reference ratio at go-live\n(log scale; below 1 = gap narrowed)")
-    ax.set_title(title, loc="left", fontsize=11)
+    fig.suptitle(title, x=0.01, ha="left", fontsize=11)
     ax.grid(axis="y", alpha=0)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     return fig
 
 

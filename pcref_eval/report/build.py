@@ -28,6 +28,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
+from pcref_eval.contracts.report import plain_check_name, plain_check_text
 from pcref_eval.disclosure import DisclosurePolicy, Proportion
 from pcref_eval.report import methods as M
 from pcref_eval.report import render as R
@@ -337,7 +338,7 @@ def dq_cells(ctx: ReportContext, site: dict) -> list:
     cells = []
     contracts = site.get("contracts") or {}
     status = contracts.get("status")
-    msg = sanitize_message(contracts.get("message", ""), ctx.policy) if contracts else ""
+    msg = plain_check_text(sanitize_message(contracts.get("message", ""), ctx.policy)) if contracts else ""
     label = {"ok": "passed", "warning": "passed with warnings", "failed": "failed", "skipped": "skipped"}.get(status,
                                                                                                                 "not recorded")
     cls = "callout ok" if status == "ok" else "callout"
@@ -348,6 +349,7 @@ def dq_cells(ctx: ReportContext, site: dict) -> list:
         n, n_pass = len(checks), int(checks["passed"].sum())
         parts.append(f"<p>{n_pass} of {n} data checks passed.</p>")
         failing = checks[~checks["passed"]].drop(columns=["passed"])
+        failing = failing.assign(check=failing["check"].map(plain_check_name))
         cells.append(html_cell("".join(parts), "dq"))
         parts = []
         if not failing.empty:
@@ -461,36 +463,128 @@ def _read_nb(path: Path):
     return nbformat.read(str(path), as_version=4) if path.exists() else None
 
 
-def assemble_report(ctx: ReportContext, strict: bool = True) -> nbformat.NotebookNode:
-    """The report as one notebook of markdown and output-only cells, ready for the template."""
-    cells = [html_cell(title_page(ctx), "title-page"), html_cell("<nav class='toc' id='toc'></nav>", "toc")]
+#: The report's documents: the main report a reviewer reads and two appendices linked from it (file stems).
+MAIN, SITES, DQ = "report", "appendix-sites", "appendix-data-quality"
+DOCUMENT_TITLES = {MAIN: "Evaluation report", SITES: "Appendix A: results by site",
+                   DQ: "Appendix B: data quality and provenance"}
+#: Where each chapter of the notebooks' sections goes: the cross-site notebook's results, implementation,
+#: summary and limitations sections (including sections other notebooks' cells add, e.g. benchmarks, DiD,
+#: sensitivity analyses) go to the main report; every site's sections to appendix A; data quality to B.
+CHAPTER_DOCUMENT = {"summary": MAIN, "results": MAIN, "implementation": MAIN, "limitations": MAIN, "dq": DQ}
+
+
+def _read_nbs(ctx: ReportContext, strict: bool):
     cross_step = (ctx.overall_steps.get("cross_site") or {}).get("status")
     cross_nb = _read_nb(ctx.notebooks / "cross_site.ipynb") if cross_step in (None, *ANALYSED_STATUSES) else None
-    cross_level, cross_sections = None, []
-    if cross_nb is not None:
-        _, cross_level, cross_sections = notebook_sections(cross_nb, strict, ctx.stats)
+    cross_sections = notebook_sections(cross_nb, strict, ctx.stats)[2] if cross_nb is not None else []
     site_nbs = {}
     for s in ctx.sites:
         if s["analysed"]:
             nb = _read_nb(ctx.notebooks / f"site_{s['id']}.ipynb")
             if nb is not None:
                 site_nbs[s["id"]] = notebook_sections(nb, strict, ctx.stats)
+    return cross_nb, cross_sections, site_nbs
 
-    # summary
+
+def _site_title(s: dict) -> str:
+    return f"Site {s['id']}" + (f": {s['name']}" if s["name"] else "")
+
+
+def _document(ctx: ReportContext, cells: list, stem: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = cells
+    run_id = str(ctx.manifest.get("run_id", ctx.run_dir.name))
+    what = "" if stem == MAIN else f" - {DOCUMENT_TITLES[stem]}"
+    nb.metadata["title"] = f"{ctx.title}{what} (run {run_id})"
+    nb.metadata["pcref"] = {"run_id": run_id, "workbench_version": str(ctx.manifest.get("workbench_version", "")),
+                            "document": stem,
+                            "footer": f"{ctx.title}{what} · run {run_id} · built {ctx.built_at:%Y-%m-%d %H:%M} UTC · "
+                                      f"disclosure control: {ctx.policy.name}"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def documents_list_html(formats, board_sites: list[str]) -> str:
+    """Links to the appendices, board packs and long tables (relative to release/)."""
+    fmts = [f for f in ("html", "pdf", "docx") if f in formats] or ["html"]
+
+    def links(stem):
+        return " · ".join(f"<a href='{stem}.{f}'>{f.upper()}</a>" for f in fmts)
+    items = [f"<li><strong>{escape(DOCUMENT_TITLES[SITES])}</strong> ({links(SITES)}): every site's cohort, "
+             "detention rates, survival analysis, board measures and implementation effect.</li>",
+             f"<li><strong>{escape(DOCUMENT_TITLES[DQ])}</strong> ({links(DQ)}): data checks, ethnicity recording "
+             "completeness, input file hashes and software versions.</li>"]
+    if board_sites:
+        packs = ", ".join(f"<a href='board/{escape(s)}.html'>{escape(s)}</a>" for s in board_sites)
+        items.append(f"<li><strong>Board packs</strong> (HTML and PDF, at most 4 pages each): {packs}; and the "
+                     "<a href='board/cross-site-summary.html'>one-page cross-site summary</a>.</li>")
+    items.append(f"<li><strong>All released tables</strong> as CSV in <code>tables/</code>, with their captions in "
+                 f"<code>{CATALOGUE_FILE}</code> and <code>captions/</code>.</li>")
+    return "<ul class='documents'>" + "".join(items) + "</ul>"
+
+
+def core_measures_cells(ctx: ReportContext) -> list:
+    """The summary's grid of every PCREF core measure across sites (ratios with MDC icons), from released tables."""
+    from pcref_eval.boardpack import data as BD
+    from pcref_eval.boardpack.build import sites_grid_html
+    boards = [b for s in ctx.sites if s["analysed"]
+              for b in [BD.load_site_board(ctx.release, s["id"], s["name"], s["go_live"], ctx.reference)] if b]
+    if not boards:
+        return []
+    x = BD.load_cross_site(ctx.release, boards)
+    html = (f"<h3>All PCREF core measures, site by site</h3><p>Each cell: the {escape(boards[0].focus)} / "
+            f"{escape(ctx.reference)} ratio over {escape(boards[0].window)} with its 95% confidence interval, then "
+            "the Making Data Count variation and assurance icons of the measure's monthly chart (key below). "
+            "Detention is one of several PCREF measures: restraint, seclusion and rapid tranquillisation, police and "
+            "court referral, community treatment orders, experience of care and outcomes are shown alike.</p>"
+            f"<p class='answer'><strong>Has the detention gap narrowed?</strong> {escape(BD.pooled_answer(x))}</p>"
+            + sites_grid_html(x))
+    return [html_cell(html, "summary")]
+
+
+def unrecorded_note(ctx: ReportContext) -> str:
+    from pcref_eval.ethnicity import UNRECORDED_LABELS
+    return (f"<p class='muted'>People whose ethnicity was not recorded ({escape(', '.join(UNRECORDED_LABELS))}) are "
+            "not an ethnic group and are not compared with the reference group here: how many there are, and how "
+            "that changes, is reported as data quality (Appendix B and the ethnicity recording measures above).</p>")
+
+
+def km_groups_note(ctx: ReportContext) -> str:
+    return ("<p class='callout'>Why two sets of groups: Kaplan-Meier curves, log-rank tests and cumulative incidence "
+            "are shown for five broad ethnic groups, because a curve per PCREF group would rest on too few people "
+            "at later times to release after midpoint-6 rounding; the hazard ratios use the PCREF groups (Black "
+            "African, Black Caribbean, Black Mixed, Black Other, other groups) against "
+            f"{escape(ctx.reference)}, which a single model can estimate with enough precision.</p>")
+
+
+def assemble_documents(ctx: ReportContext, strict: bool = True, formats=("html",),
+                       board_sites: list[str] | None = None) -> dict[str, nbformat.NotebookNode]:
+    """The main report and its two appendices as notebooks of output-only cells, ready for the template."""
+    cross_nb, cross_sections, site_nbs = _read_nbs(ctx, strict)
+    by_doc: dict[str, list] = {MAIN: [], SITES: [], DQ: []}
+    for sec in cross_sections:
+        by_doc[CHAPTER_DOCUMENT.get(sec.chapter, MAIN)].append(sec)
+
+    # ---- main report
+    cells = [html_cell(title_page(ctx), "title-page"), html_cell("<nav class='toc' id='toc'></nav>", "toc")]
     cells.append(chapter("Summary of key findings"))
     n_done = sum(s["analysed"] for s in ctx.sites)
     cells.append(html_cell(
-        f"<p>This report compares Mental Health Act detention and related measures between ethnic groups at "
-        f"{n_done} of {len(ctx.sites)} mental health site{'s' if len(ctx.sites) != 1 else ''}, with "
-        f"{escape(ctx.reference)} as the reference group. Ratios above 1 mean a group is detained (or restrained, or "
-        "placed on a community treatment order) more often than the reference group: for these measures a higher "
-        "ratio means the group fares worse.</p>", "summary"))
-    for sec in [s for s in cross_sections if s.chapter == "summary"]:
+        f"<p>This report compares the Patient and Carer Race Equality Framework (PCREF) core measures between "
+        f"ethnic groups at {n_done} of {len(ctx.sites)} mental health site{'s' if len(ctx.sites) != 1 else ''}, "
+        f"with {escape(ctx.reference)} as the reference group: Mental Health Act detention, community treatment "
+        "orders, restrictive interventions, police and court referral, experience of care, outcomes and ethnicity "
+        "recording. Ratios above 1 mean a measure is higher for a group than for the reference group.</p>", "summary"))
+    for sec in [x for x in by_doc[MAIN] if x.chapter == "summary"]:
         cells += place_section(sec, 2, drop_heading=True)
+    cells += core_measures_cells(ctx)
     cells += key_findings(ctx)
+    cells.append(html_cell(unrecorded_note(ctx), "summary"))
     cells.append(html_cell(not_analysed_callout(ctx), "summary"))
+    cells.append(html_cell("<h3>Appendices and other documents</h3>" + documents_list_html(formats, board_sites or []),
+                           "summary"))
 
-    # methods
     cells.append(chapter("Methods"))
     refs: list[str] = []
     if ctx.config is not None:
@@ -500,22 +594,44 @@ def assemble_report(ctx: ReportContext, strict: bool = True) -> nbformat.Noteboo
         cells.append(html_cell("<p class='callout'>The run's config.yml was not found; methods cannot be "
                                "described.</p>", "methods"))
 
-    # results across sites
     cells.append(chapter("Results across sites"))
-    results = [s for s in cross_sections if s.chapter == "results"]
     if cross_nb is None:
         reason = (ctx.overall_steps.get("cross_site") or {})
         why = sanitize_message(reason.get("message", ""), ctx.policy) if reason else ""
         cells.append(html_cell(f"<p class='callout'>The cross-site analysis did not run"
                                f"{': ' + escape(why) if why else '.'}</p>", "results"))
-    for sec in results:
+    else:
+        cells.append(html_cell(km_groups_note(ctx), "results"))
+    for sec in [x for x in by_doc[MAIN] if x.chapter == "results"]:
         cells += place_section(sec, 3)
 
-    # results by site
-    cells.append(chapter("Results by site"))
+    cells.append(chapter("Implementation effect"))
+    cells.append(html_cell("<p>Did the gap change when each site went live with PCREF? Pooled and site-by-site "
+                           "estimates below; each site's interrupted time series of every core measure is in "
+                           "Appendix A.</p>", "implementation"))
+    for sec in [x for x in by_doc[MAIN] if x.chapter == "implementation"]:
+        cells += place_section(sec, 3)
+    cells += implementation_cells(ctx)
+
+    cells.append(chapter("Limitations"))
+    cells.append(html_cell(M.limitations_html(ctx.config, ctx.policy, ctx.sites, ctx.synthetic)
+                           if ctx.config is not None else "", "limitations"))
+    for sec in [x for x in by_doc[MAIN] if x.chapter == "limitations"]:
+        cells += place_section(sec, 3, drop_heading=_generic_title(sec.title, "limitations"))
+    for sid, (_, _, sections) in site_nbs.items():
+        for sec in sections:
+            if sec.chapter == "limitations":
+                cells.append(html_cell(f"<h3>Site {escape(sid)}</h3>", "limitations"))
+                cells += place_section(sec, 4, drop_heading=_generic_title(sec.title, "limitations"))
+    if refs:
+        cells.append(chapter("References"))
+        cells.append(html_cell(M.references_html(refs), "references"))
+    main = _document(ctx, cells, MAIN)
+
+    # ---- appendix A: results by site
+    cells = [html_cell(appendix_title(ctx, SITES), "title-page"), html_cell("<nav class='toc' id='toc'></nav>", "toc")]
     for s in ctx.sites:
-        name = f"Site {s['id']}" + (f": {s['name']}" if s["name"] else "")
-        cells.append(html_cell(f"<h3 class='toc-include'>{escape(name)}</h3>", "site"))
+        cells.append(chapter(_site_title(s)))
         if not s["analysed"] or s["id"] not in site_nbs:
             cells.append(html_cell(f"<p class='callout'><strong>Not analysed.</strong> {escape(s['reason'])}</p>",
                                    "site"))
@@ -523,55 +639,74 @@ def assemble_report(ctx: ReportContext, strict: bool = True) -> nbformat.Noteboo
         if s.get("go_live"):
             cells.append(html_cell(f"<p class='muted'>PCREF go-live {s['go_live']:%d %B %Y}; extract date "
                                    f"{s['extract_date']:%d %B %Y}.</p>", "site"))
-        _, level, sections = site_nbs[s["id"]]
-        for sec in sections:
-            if sec.chapter in ("results", "summary"):
-                cells += place_section(sec, 4)
+        for sec in site_nbs[s["id"]][2]:
+            if sec.chapter not in ("dq", "limitations"):
+                cells += place_section(sec, 3)
+    sites_doc = _document(ctx, cells, SITES)
 
-    # data quality
+    # ---- appendix B: data quality and provenance
+    cells = [html_cell(appendix_title(ctx, DQ), "title-page"), html_cell("<nav class='toc' id='toc'></nav>", "toc")]
     cells.append(chapter("Data quality"))
     cells.append(html_cell("<p>Each site's extract was checked against data contracts (completeness, valid codes, "
                            "dates in order, links between tables) before analysis. Only aggregate summaries are "
-                           "released.</p>", "dq"))
-    for sec in [s for s in cross_sections if s.chapter == "dq"]:
+                           "released. Unrecorded ethnicity (not stated, not known, missing) is a data-quality "
+                           "measure, not an ethnic group.</p>", "dq"))
+    for sec in by_doc[DQ]:
         cells += place_section(sec, 3, drop_heading=_generic_title(sec.title, "dq"))
     for s in ctx.sites:
-        name = f"Site {s['id']}" + (f": {s['name']}" if s["name"] else "")
-        cells.append(html_cell(f"<h3>{escape(name)}</h3>", "dq"))
+        cells.append(html_cell(f"<h3 class='toc-include'>{escape(_site_title(s))}</h3>", "dq"))
         cells += dq_cells(ctx, s)
         if s["id"] in site_nbs:
             for sec in site_nbs[s["id"]][2]:
                 if sec.chapter == "dq":
                     cells += place_section(sec, 4, drop_heading=_generic_title(sec.title, "dq"))
-
-    # limitations
-    cells.append(chapter("Limitations"))
-    cells.append(html_cell(M.limitations_html(ctx.config, ctx.policy, ctx.sites, ctx.synthetic)
-                           if ctx.config is not None else "", "limitations"))
-    for sec in [s for s in cross_sections if s.chapter == "limitations"]:
-        cells += place_section(sec, 3, drop_heading=_generic_title(sec.title, "limitations"))
-    for sid, (_, _, sections) in site_nbs.items():
-        for sec in sections:
-            if sec.chapter == "limitations":
-                cells.append(html_cell(f"<h3>Site {escape(sid)}</h3>", "limitations"))
-                cells += place_section(sec, 4, drop_heading=_generic_title(sec.title, "limitations"))
-
-    if refs:
-        cells.append(chapter("References"))
-        cells.append(html_cell(M.references_html(refs), "references"))
-    cells.append(chapter("Appendix: provenance"))
+    cells.append(chapter("Provenance"))
     cells += provenance_cells(ctx)
+    dq_doc = _document(ctx, cells, DQ)
+    return {MAIN: main, SITES: sites_doc, DQ: dq_doc}
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = cells
-    run_id = str(ctx.manifest.get("run_id", ctx.run_dir.name))
-    nb.metadata["title"] = f"{ctx.title} (run {run_id})"
-    nb.metadata["pcref"] = {"run_id": run_id, "workbench_version": str(ctx.manifest.get("workbench_version", "")),
-                            "footer": f"{ctx.title} · run {run_id} · built {ctx.built_at:%Y-%m-%d %H:%M} UTC · "
-                                      f"disclosure control: {ctx.policy.name}"}
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+
+def assemble_report(ctx: ReportContext, strict: bool = True) -> nbformat.NotebookNode:
+    """The main report only (see :func:`assemble_documents` for it and its appendices)."""
+    return assemble_documents(ctx, strict)[MAIN]
+
+
+def appendix_title(ctx: ReportContext, stem: str) -> str:
+    run_id = escape(str(ctx.manifest.get("run_id", ctx.run_dir.name)))
+    banner = ("<p class='synthetic-banner'>Synthetic data: the numbers illustrate the method and describe no real "
+              "people.</p>" if ctx.synthetic else "")
+    return (f"<section class='appendix-title'><p class='kicker'>Patient and Carer Race Equality Framework · "
+            f"{escape(ctx.title)}</p><h1>{escape(DOCUMENT_TITLES[stem])}</h1>"
+            f"<p class='subtitle'>Run {run_id} · an appendix to <a href='{MAIN}.html'>the evaluation report</a>"
+            f"</p>{banner}</section>")
+
+
+def implementation_cells(ctx: ReportContext) -> list:
+    """Level change at go-live in every measure's focus/reference ratio, site by site (released ITS tables)."""
+    from pcref_eval.publish import Aggregate, Publisher
+    frames = []
+    for s in ctx.sites:
+        path = ctx.release / "tables" / f"{s['id']}_implementation_effect.csv"
+        if s["analysed"] and path.exists():
+            d = S._read_released(path)
+            frames.append(d.assign(site=s["id"])[["measure", "site", "level_change", "level_change_lower",
+                                                  "level_change_upper"]])
+    if not frames:
+        return []
+    long = pd.concat(frames, ignore_index=True)
+    fmt = long.apply(lambda r: (f"{S.fmt_ratio(r.level_change)} ({S.fmt_ratio(r.level_change_lower)} to "
+                                f"{S.fmt_ratio(r.level_change_upper)})") if pd.notna(r.level_change)
+                     and pd.notna(r.level_change_lower) else "not estimable", axis=1)
+    wide = long.assign(cell=fmt).pivot(index="measure", columns="site", values="cell")
+    wide = wide.reindex(list(dict.fromkeys(long["measure"]))).reset_index()
+    pub = Publisher(ctx.run_dir, "summary", ctx.policy, display=False)
+    sites = [c for c in wide.columns if c != "measure"]
+    rt = pub.release_table(Aggregate(wide, [], model=sites, labels=["measure"]), "implementation_by_site",
+                           "Level change at go-live in each measure's Black (all focus groups) / "
+                           f"{ctx.reference} ratio, by site (interrupted time series, 95% CI; below 1 = the ratio "
+                           "fell). Copied from each site's released implementation-effect table.",
+                           section="Implementation effect")
+    return [html_cell(f"<div class='table-wrap'>{rt.html}</div>", "table")]
 
 
 def _generic_title(title: str | None, chapter: str) -> bool:
@@ -614,15 +749,48 @@ def resolve_pdf_engine(engine: str = "auto") -> str:
     return engine
 
 
+def render_document(nb: nbformat.NotebookNode, ctx: ReportContext, stem: str, formats: list[str],
+                    pdf_engine: str) -> tuple[dict[str, Path], list[R.CatalogueEntry]]:
+    """One document (main report or an appendix) as ``release/<stem>.html|pdf|docx``."""
+    html, catalogue = R.finalize_html(R.export_html(nb, ctx.notebooks))
+    fetches = R.external_references(html)
+    if fetches:
+        raise ReportError(f"{stem} HTML would fetch external resources: {fetches[:5]}")
+    outputs: dict[str, Path] = {}
+    html_path = ctx.release / f"{stem}.html"
+    html_path.write_text(html, encoding="utf-8")
+    if "html" in formats:
+        outputs["html"] = html_path
+    # DOCX (pandoc runs as a separate process) is converted in a thread while the PDF renders.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        docx = pool.submit(R.write_docx, html, ctx.release / f"{stem}.docx") if "docx" in formats else None
+        if "pdf" in formats:
+            pdf = ctx.release / f"{stem}.pdf"
+            if resolve_pdf_engine(pdf_engine) == "chromium":
+                outputs["pdf"] = R.write_pdf_chromium(html_path, pdf)
+            else:
+                outputs["pdf"] = R.write_pdf_weasyprint(html, pdf)
+        if docx is not None:
+            outputs["docx"] = docx.result()
+    if "html" not in formats:
+        html_path.unlink()
+    return outputs, catalogue
+
+
 def build_report(run_dir: Path, formats: list[str] | tuple[str, ...] = ("html",), site_steps: dict | None = None,
-                 *, pdf_engine: str = "auto", strict: bool = True) -> dict[str, Path]:
-    """Build the report of a run into ``run_dir/release`` and return ``{format: path}``.
+                 *, pdf_engine: str = "auto", strict: bool = True, registry_url: str | None = None,
+                 board_packs: bool = True) -> dict[str, Path]:
+    """Build the report of a run into ``run_dir/release`` and return the main report's ``{format: path}``.
+
+    Also writes its appendices (``appendix-sites.*``, ``appendix-data-quality.*``, same formats) and,
+    with ``board_packs``, ``release/board/<site>.html|pdf`` and ``release/board/cross-site-summary.html|pdf``
+    (:mod:`pcref_eval.boardpack`; ``registry_url`` finds the previous run for "what changed").
 
     ``formats``: any of ``html``, ``pdf``, ``docx``. ``site_steps``: ``{site_id: {step: StepResult}}`` (or
     dicts with status/message); without it the manifest's ``sites`` are used. ``pdf_engine``: ``auto``
     (default: Chromium when installed, else WeasyPrint), ``weasyprint`` (pip only) or ``chromium``
-    (headless Chromium, must be installed); see :func:`resolve_pdf_engine`. ``strict``: keep only outputs published through the Publisher (plus
-    Markdown), dropping other HTML and image displays.
+    (headless Chromium, must be installed); see :func:`resolve_pdf_engine`. ``strict``: keep only outputs
+    published through the Publisher (plus Markdown), dropping other HTML and image displays.
     """
     formats = [f.lower() for f in formats]
     bad = [f for f in formats if f not in REPORT_FORMATS]
@@ -633,30 +801,31 @@ def build_report(run_dir: Path, formats: list[str] | tuple[str, ...] = ("html",)
     run_dir = Path(run_dir)
     ctx = load_context(run_dir, site_steps)
     ctx.release.mkdir(parents=True, exist_ok=True)
-    nb = assemble_report(ctx, strict)
-    html, catalogue = R.finalize_html(R.export_html(nb, ctx.notebooks))
-    fetches = R.external_references(html)
-    if fetches:
-        raise ReportError(f"report HTML would fetch external resources: {fetches[:5]}")
+    engine = resolve_pdf_engine(pdf_engine)
+    board_sites = []
+    if board_packs:
+        from pcref_eval.boardpack import build_board_packs
+        from pcref_eval.boardpack.data import previous_run_folder
+        previous = previous_run_folder(registry_url, str(ctx.manifest.get("run_id", run_dir.name)),
+                                       ctx.config.outputs.dir if ctx.config is not None else None)
+        packs = build_board_packs(ctx.release, [s for s in ctx.sites if s["analysed"]], ctx.reference,
+                                  str(ctx.manifest.get("run_id", run_dir.name)), synthetic=ctx.synthetic,
+                                  policy_text=ctx.policy.describe(), pdf_engine=engine,
+                                  formats=("html", "pdf") if "pdf" in formats else ("html",),
+                                  previous_run=previous)
+        board_sites = list(packs.sites)
+        for key, n in packs.pages.items():
+            log.info("board pack %s: %d page(s)", key, n)
+    docs = assemble_documents(ctx, strict, formats, board_sites)
     log.info("report: %d code input(s) and %d output(s) left out; %d untagged output(s) kept",
              ctx.stats.code_inputs, ctx.stats.dropped_outputs, ctx.stats.untagged_kept)
     outputs: dict[str, Path] = {}
-    html_path = ctx.release / "report.html"
-    html_path.write_text(html, encoding="utf-8")
-    if "html" in formats:
-        outputs["html"] = html_path
-    # DOCX (pandoc runs as a separate process) is converted in a thread while the PDF renders.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        docx = pool.submit(R.write_docx, html, ctx.release / "report.docx") if "docx" in formats else None
-        if "pdf" in formats:
-            pdf = ctx.release / "report.pdf"
-            if resolve_pdf_engine(pdf_engine) == "chromium":
-                outputs["pdf"] = R.write_pdf_chromium(html_path, pdf)
-            else:
-                outputs["pdf"] = R.write_pdf_weasyprint(html, pdf)
-        if docx is not None:
-            outputs["docx"] = docx.result()
-    if "html" not in formats:
-        html_path.unlink()
+    catalogue: list[R.CatalogueEntry] = []
+    for stem, nb in docs.items():
+        made, entries = render_document(nb, ctx, stem, formats, engine)
+        if stem == MAIN:
+            outputs = made
+        catalogue += [R.CatalogueEntry(e.kind, e.number, e.caption if stem == MAIN else
+                                       f"{e.caption} ({DOCUMENT_TITLES[stem]})", e.name, e.anchor) for e in entries]
     write_catalogue(ctx.release, catalogue)
     return outputs

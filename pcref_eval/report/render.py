@@ -130,6 +130,9 @@ def finalize_html(html: str) -> tuple[str, list[CatalogueEntry]]:
         if n_cols > WIDE_TABLE_COLUMNS:
             wrap["class"] = list(dict.fromkeys([*wrap.get("class", []), "wide"]))
             table["class"] = list(dict.fromkeys([*table.get("class", []), "wide"]))
+    for table in soup.select("table.pcref-table"):
+        _p_values_below_precision(table)
+        _mdc_icon_cells(table)
     catalogue: list[CatalogueEntry] = []
     names: dict[str, CatalogueEntry] = {}
     for n, table in enumerate(soup.select("table.pcref-table, table.report-table"), 1):
@@ -141,6 +144,7 @@ def finalize_html(html: str) -> tuple[str, list[CatalogueEntry]]:
                 strong.string = f"Table {n}."
             else:
                 cap.insert(0, BeautifulSoup(f"<strong>Table {n}.</strong> ", "html.parser"))
+            _drop_own_number(cap, "Table")
             text = cap.get_text(" ", strip=True).split(".", 1)[-1].strip()
         anchor = f"table-{n}"
         table["id"] = anchor
@@ -153,6 +157,7 @@ def finalize_html(html: str) -> tuple[str, list[CatalogueEntry]]:
         strong = cap.find("strong") if cap else None
         if strong is not None:
             strong.string = f"Figure {n}."
+            _drop_own_number(cap, "Figure")
         text = cap.get_text(" ", strip=True).split(".", 1)[-1].strip() if cap else ""
         anchor = f"figure-{n}"
         fig["id"] = anchor
@@ -205,6 +210,62 @@ def finalize_html(html: str) -> tuple[str, list[CatalogueEntry]]:
     return str(soup), catalogue
 
 
+#: A caption's own number written by the notebook author ("Table 1: ..."), which the report's numbering replaces.
+OWN_NUMBER = re.compile(r"^\s*(Table|Figure)\s+\d+[a-z]?\s*[:.]\s*", re.IGNORECASE)
+#: Column headers that hold p-values.
+P_HEADER = re.compile(r"^(p|p value|p-value|pr|.* p)$", re.IGNORECASE)
+ZEROS = re.compile(r"^0\.(0+)$")
+
+
+def _drop_own_number(cap, kind: str) -> None:
+    """Remove a "Table 1:" the author wrote after the report's own "Table 4." label (no double numbering)."""
+    strong = cap.find("strong")
+    node = strong.next_sibling if strong is not None else None
+    while node is not None and isinstance(node, str) and not node.strip():
+        node = node.next_sibling
+    if isinstance(node, str) and OWN_NUMBER.match(node.lstrip()):
+        node.replace_with(" " + OWN_NUMBER.sub("", node.lstrip(), count=1))
+
+
+def _p_values_below_precision(table) -> None:
+    """A p-value column's '0.00' (rounded to the table's decimals) shown as '<0.01': a p-value is never 0."""
+    header = table.find("tr")
+    if header is None:
+        return
+    cols = [i for i, th in enumerate(header.find_all(["th", "td"])) if P_HEADER.match(th.get_text(" ", strip=True))]
+    if not cols:
+        return
+    for tr in table.find_all("tr")[1:]:
+        cells = tr.find_all(["td", "th"])
+        for i in cols:
+            if i < len(cells):
+                m = ZEROS.match(cells[i].get_text(strip=True))
+                if m:
+                    cells[i].string = f"<0.{'0' * (len(m.group(1)) - 1)}1"
+
+
+def _mdc_icon_cells(table) -> None:
+    """Making Data Count verdicts in 'variation' / 'assurance' columns drawn as their icons (with the words)."""
+    from pcref_eval.boardpack.icons import assurance_svg, icon_label, variation_svg
+    header = table.find("tr")
+    if header is None:
+        return
+    heads = [th.get_text(" ", strip=True).lower() for th in header.find_all(["th", "td"])]
+    kinds = {i: h for i, h in enumerate(heads) if h in ("variation", "assurance")}
+    for tr in table.find_all("tr")[1:]:
+        cells = tr.find_all(["td", "th"])
+        for i, kind in kinds.items():
+            if i >= len(cells):
+                continue
+            text = cells[i].get_text(strip=True)
+            svg = (variation_svg if kind == "variation" else assurance_svg)(text, 22)
+            if svg:
+                cells[i].clear()
+                cells[i].append(BeautifulSoup(f"{svg}<span class='icon-label'>{_escape(icon_label(text))}</span>",
+                                              "html.parser"))
+                cells[i]["class"] = ["mdc"]
+
+
 def _escape(text: str) -> str:
     from html import escape
     return escape(text)
@@ -239,11 +300,36 @@ def write_pdf_weasyprint(html: str, out: Path) -> Path:
     return out
 
 
-def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
+#: Chrome/Chromium executables by name on PATH, then where Linux packages, snap, Flatpak and macOS put them.
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+CHROMIUM_PATHS = (
+    "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome", "/usr/bin/google-chrome-stable",
+    "/snap/bin/chromium", "/usr/lib/chromium/chromium", "/opt/google/chrome/chrome",
+    "/var/lib/flatpak/exports/bin/org.chromium.Chromium",
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+    "~/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    "~/Applications/Chromium.app/Contents/MacOS/Chromium",
+)
+
+
+def find_chromium(path: str | None = None, candidates: tuple[str, ...] = CHROMIUM_PATHS) -> str | None:
+    """Chrome or Chromium: ``PCREF_CHROMIUM`` if set, a known name on ``path`` (default PATH), else a usual place.
+
+    ``PCREF_CHROMIUM=none`` means "do not use a browser" (PDFs by WeasyPrint; browser tests skip).
+    """
+    import os
+    env = os.environ.get("PCREF_CHROMIUM", "").strip()
+    if env:
+        return None if env.lower() == "none" or not os.access(env, os.X_OK) else env
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name, path=path)
+        if found:
+            return found
+    for c in candidates:
+        p = Path(c).expanduser()
+        if p.is_file() and os.access(p, os.X_OK):
+            return str(p)
     return None
 
 
@@ -286,6 +372,10 @@ def docx_html(html: str, image_dir: Path | None = None) -> str:
             el.decompose()
     for sup in soup.select("sup.cite"):
         sup.string = sup.get_text()
+    for svg in soup.select("svg.mdc-icon"):  # Word gets the icon's words (pandoc cannot embed inline SVG)
+        label = svg.get("aria-label", "")
+        svg.replace_with(BeautifulSoup(f"<span>[{_escape(label.split(': ', 1)[-1])}]</span>", "html.parser")
+                         if label else "")
     if image_dir is not None:
         _figures_to_files(soup, image_dir)
     return str(soup)
@@ -310,7 +400,8 @@ def write_docx(html: str, out: Path) -> Path:
         src = Path(tmp) / "report.html"
         src.write_text(docx_html(html, image_dir=Path(tmp)), encoding="utf-8")
         pypandoc.convert_file(str(src), "docx", format="html", outputfile=str(out),
-                              extra_args=[f"--resource-path={tmp}"])
+                              extra_args=[f"--resource-path={tmp}", "--toc", "--toc-depth=2",
+                                          "--metadata=toc-title:Contents"])
     _polish_docx(out)
     return out
 
@@ -352,7 +443,44 @@ def _polish_docx(path: Path) -> None:
             tr_pr = row._tr.get_or_add_trPr()
             cant = OxmlElement("w:cantSplit")
             tr_pr.append(cant)
+    for table in doc.tables:
+        if len(table.columns) > WIDE_TABLE_COLUMNS:
+            _landscape_section(table._tbl)
     doc.save(str(path))
+
+
+def _section_break(orient: str):
+    """A paragraph that ends a section laid out A4 ``orient`` ('portrait' or 'landscape'), 2 cm margins."""
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+    p = OxmlElement("w:p")
+    ppr = OxmlElement("w:pPr")
+    sect = OxmlElement("w:sectPr")
+    size = OxmlElement("w:pgSz")
+    w, h = (16838, 11906) if orient == "landscape" else (11906, 16838)  # twentieths of a point: A4
+    size.set(qn("w:w"), str(w))
+    size.set(qn("w:h"), str(h))
+    if orient == "landscape":
+        size.set(qn("w:orient"), "landscape")
+    margins = OxmlElement("w:pgMar")
+    for side in ("top", "right", "bottom", "left"):
+        margins.set(qn(f"w:{side}"), "1134")
+    for side in ("header", "footer", "gutter"):
+        margins.set(qn(f"w:{side}"), "0" if side == "gutter" else "709")
+    sect.append(size)
+    sect.append(margins)
+    ppr.append(sect)
+    p.append(ppr)
+    return p
+
+
+def _landscape_section(tbl) -> None:
+    """Put a wide Word table (with its caption paragraph just before it) on its own landscape section."""
+    start = tbl.getprevious()
+    anchor = start if start is not None and start.tag.endswith("}p") and "Caption" in (
+        "".join(start.xpath(".//w:pStyle/@w:val")) or "") else tbl
+    anchor.addprevious(_section_break("portrait"))
+    tbl.addnext(_section_break("landscape"))
 
 
 def png_is_blank(png: bytes) -> bool:

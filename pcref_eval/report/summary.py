@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pcref_eval.disclosure import REDACTED
+from pcref_eval.ethnicity import UNRECORDED_LABELS
 
 LABEL_COLUMNS = ("group", "ethnic_group", "ethnicity", "broad_group", "term", "covariate", "comparison")
 SITE_COLUMNS = ("site", "site_id")
@@ -113,8 +114,8 @@ def ratio_rows(release: Path, index: dict, reference: str) -> tuple[list[RatioRo
             for _, r in df.iterrows():
                 group = str(r[label])
                 vals = pd.to_numeric(pd.Series([r[ratio], r[lo], r[up]]), errors="coerce").to_numpy(float)
-                if group == reference or np.isnan(vals).any():
-                    continue
+                if group == reference or group in UNRECORDED_LABELS or np.isnan(vals).any():
+                    continue  # unrecorded ethnicity is data quality, not a group that fares better or worse
                 if (vals[0] == 1 and vals[1] == 1 and vals[2] == 1) or not (vals[1] <= vals[0] <= vals[2]):
                     continue
                 rows.append(RatioRow(entry.get("caption", stem), stem, group,
@@ -133,7 +134,8 @@ def redacted_groups(release: Path, entry: dict, reference: str) -> list[str]:
     label = next((c for c in LABEL_COLUMNS if c in df.columns), None)
     if not triples or label is None:
         return []
-    return [g for g, v in zip(df[label], df[triples[0][0]]) if v == REDACTED and g != reference]
+    return [g for g, v in zip(df[label], df[triples[0][0]])
+            if v == REDACTED and g != reference and g not in UNRECORDED_LABELS]
 
 
 def trend_entries(index: dict) -> list[dict]:

@@ -195,7 +195,7 @@ def _run_locked(config: EvaluationConfig, options: RunOptions, echo: Echo, run_i
     record_steps(manifest, site_steps, overall)
     write_manifest(paths.root / "manifest.json", manifest)  # provisional: the report's title page reads it
     overall["report"] = (reuse_report(plan, site_steps, overall, paths.root, log)
-                         or build_reports(config, paths, site_steps, log))
+                         or build_reports(config, paths, site_steps, log, options.registry))
     overall["release_check"] = (reuse_release_check(plan, overall, paths.root, log)
                                 or gate_release_step(paths, log))
     record_steps(manifest, site_steps, overall)
@@ -208,8 +208,24 @@ def _run_locked(config: EvaluationConfig, options: RunOptions, echo: Echo, run_i
         safely(lambda: registry.record_finish(final, manifest, options.executor), log, "write")
         registry.close()
     echo(f"run {run_id} finished: {status} in {manifest['seconds']:.1f} s")
+    echo_documents(final / "release", echo)
     report = final / "release" / "report.html"
     return RunResult(run_id, final, status, site_steps, report if report.exists() else None)
+
+
+def echo_documents(release: Path, echo: Echo) -> None:
+    """Print where the cross-site summary, the board packs and the report's appendices are."""
+    board = release / "board"
+    for path in sorted(board.glob("cross-site-summary.*")) + sorted(p for p in board.glob("*.*")
+                                                                    if p.stem != "cross-site-summary"):
+        what = "cross-site summary" if path.stem == "cross-site-summary" else f"board pack {path.stem}"
+        if path.suffix == ".pdf" or (path.suffix == ".html" and not path.with_suffix(".pdf").exists()):
+            echo(f"{what}: {path}")
+    for stem in ("appendix-sites", "appendix-data-quality"):
+        found = next((release / f"{stem}.{ext}" for ext in ("html", "pdf", "docx")
+                      if (release / f"{stem}.{ext}").exists()), None)
+        if found is not None:
+            echo(f"{stem.replace('-', ' ')}: {found}")
 
 
 def record_steps(manifest: dict, site_steps: dict[str, dict[str, StepResult]], overall: dict[str, StepResult]) -> None:
@@ -389,13 +405,15 @@ def cross_site_job(site_ids: list[str], paths: RunPaths, notebook: Path | None =
     return (notebook or CROSS_SITE_NOTEBOOK, paths.notebooks / "cross_site.ipynb", params)
 
 
-def build_reports(config: EvaluationConfig, paths: RunPaths, site_steps, log) -> StepResult:
-    """Assemble the report(s) from the executed notebooks (release/report.*)."""
+def build_reports(config: EvaluationConfig, paths: RunPaths, site_steps, log, registry: str | None = None) -> StepResult:
+    """Assemble the report, its appendices and the board packs from the executed notebooks (release/)."""
     t0 = time.perf_counter()
     try:
         from pcref_eval.report.build import build_report, resolve_pdf_engine
+        from pcref_eval.runner.registry import default_url
         engine = resolve_pdf_engine(config.outputs.pdf_engine)
-        outputs = build_report(paths.root, formats=config.outputs.formats, site_steps=site_steps, pdf_engine=engine)
+        outputs = build_report(paths.root, formats=config.outputs.formats, site_steps=site_steps, pdf_engine=engine,
+                               registry_url=registry or default_url(config.outputs.dir))
     except Exception as exc:
         log(f"[all] report: failed - {type(exc).__name__}: {exc}")
         log.restricted_traceback(traceback.format_exc())

@@ -256,3 +256,37 @@ def run_copy(tmp_path, base_run) -> Path:
     dst = tmp_path / src.name
     shutil.copytree(src, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def board_run(tmp_path_factory):
+    """A run of two synthetic sites with each site's released board, ITS and gap tables and the pooled gap."""
+    from pcref_eval import detention, pooling
+    from pcref_eval.boardpack import build_board_packs
+    from pcref_eval.measures import publish_board, publish_implementation_effect, site_measures
+    from pcref_eval.session import open_cross_site, open_site
+    from pcref_eval.synth import generate
+
+    data = tmp_path_factory.mktemp("board-synth")
+    generate(data, n_sites=2, people=12000, seed=5)  # enough detentions for a Cox model per site and period
+    run_dir, steps = build_run(tmp_path_factory.mktemp("board"), data)
+    config = run_dir / "config.yml"
+    for sid in SITE_IDS:
+        s = open_site(config, sid, run_dir, display=False)
+        measures = site_measures(s)
+        publish_board(s, data=measures, charts=False)
+        publish_implementation_effect(s, data=measures, charts=[])
+        s.pub.table(detention.gap_over_time(s.cohort, s.site.info.pcref_go_live, s.config.ethnicity.reference),
+                    "gap_change", "Focus-group hazard ratio before and after PCREF go-live", section="Implementation")
+    x = open_cross_site(config, list(SITE_IDS), run_dir, display=False)
+    go_live = {sid: site.info.pcref_go_live for sid, site in x.sites.items()}
+    pooled, _ = pooling.pooled_gap_aggregate(detention.site_gap_estimates(x.cohort, go_live,
+                                                                          x.config.ethnicity.reference))
+    x.pub.table(pooled, "gap_pooled", "Ratio of focus-group hazard ratios after / before go-live, by site and pooled",
+                section="Implementation")
+    from pcref_eval.report.build import load_context
+    ctx = load_context(run_dir, steps)
+    sites = [s for s in ctx.sites if s["analysed"]]
+    result = build_board_packs(ctx.release, sites, ctx.reference, run_dir.name, synthetic=True,
+                               policy_text=ctx.policy.describe(), pdf_engine="weasyprint")
+    return run_dir, result, ctx

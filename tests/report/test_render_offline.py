@@ -1,8 +1,9 @@
 """The report renders offline: headless Chromium makes no page-initiated network request and paints a
 non-blank page; the PDF's first page renders with pdftoppm.
 
-These tests need Debian's ``chromium`` and ``poppler-utils`` (CI installs them). If a binary is
-missing they fail with a message saying what to install: they never skip silently.
+These tests need Chrome/Chromium and poppler-utils (CI installs them through ``.ci/run``). Where one
+is missing they skip with the reason and what to install; under ``CI=true`` they fail instead
+(:mod:`tests.system`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,11 @@ from pathlib import Path
 import pytest
 
 from pcref_eval.report.render import chromium_flags, find_chromium, png_is_blank
+from tests.system import require
 
 
 def _require(binary: str | None, name: str, package: str) -> str:
-    if binary is None:
-        pytest.fail(f"{name} is not installed: this test needs it (apt-get install -y {package}); "
-                    f"CI installs it via .ci/run", pytrace=False)
-    return binary
+    return require(binary, name, package, "offline rendering checks")
 
 
 def page_requests(html: Path, workdir: Path) -> tuple[list[str], bytes, str]:

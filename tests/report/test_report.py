@@ -29,11 +29,18 @@ def soup(html) -> BeautifulSoup:
     return BeautifulSoup(html, "html.parser")
 
 
+def _appendix(built_run, stem: str) -> BeautifulSoup:
+    return BeautifulSoup((built_run[0] / "release" / f"{stem}.html").read_text(encoding="utf-8"), "html.parser")
+
+
 def test_all_formats_written(built_run):
     run_dir, outputs = built_run
     assert set(outputs) == {"html", "pdf", "docx"}
     for path in outputs.values():
         assert path.parent == run_dir / "release" and path.stat().st_size > 10_000
+    for stem in ("appendix-sites", "appendix-data-quality"):  # the appendices, in the same formats
+        for ext in ("html", "pdf", "docx"):
+            assert (run_dir / "release" / f"{stem}.{ext}").stat().st_size > 5_000, (stem, ext)
 
 
 def test_no_code_streams_or_unpublished_outputs(html, built_run):
@@ -44,7 +51,10 @@ def test_no_code_streams_or_unpublished_outputs(html, built_run):
     assert "jp-InputArea-editor" not in html and "highlight" not in html
 
 
-def test_html_is_self_contained(html, soup):
+@pytest.mark.parametrize("stem", ["report", "appendix-sites", "appendix-data-quality"])
+def test_html_is_self_contained(built_run, stem):
+    html = (built_run[0] / "release" / f"{stem}.html").read_text(encoding="utf-8")
+    soup = BeautifulSoup(html, "html.parser")
     assert external_references(html) == []
     # independently of the helper: nothing the browser would fetch
     assert soup.find_all("script") == []
@@ -56,7 +66,7 @@ def test_html_is_self_contained(html, soup):
     for style in soup.find_all("style"):
         assert not re.search(r"url\((?!\s*['\"]?data:)|@import", style.get_text())
     assert "mathjax" not in html.lower() and "require.js" not in html.lower() and "requirejs" not in html.lower()
-    assert len(soup.find_all("img")) >= 3
+    assert len(soup.find_all("img")) >= {"report": 1, "appendix-sites": 2, "appendix-data-quality": 0}[stem]
 
 
 def test_title_page(soup, built_run):
@@ -70,12 +80,20 @@ def test_title_page(soup, built_run):
     assert "Synthetic data" in page
 
 
-def test_chapter_order(soup):
+def test_chapter_order(soup, built_run):
     chapters = [h.get_text(strip=True) for h in soup.select("h2.chapter")]
-    assert chapters[:6] == ["Summary of key findings", "Methods", "Results across sites", "Results by site",
-                            "Data quality", "Limitations"]
+    assert chapters[:5] == ["Summary of key findings", "Methods", "Results across sites", "Implementation effect",
+                            "Limitations"]
     toc = soup.select_one("nav#toc").get_text(" ", strip=True)
-    assert "Results by site" in toc and "Site site_a" in toc
+    assert "Implementation effect" in toc and "Site site_a" not in toc  # per-site detail is in appendix A
+    sites = _appendix(built_run, "appendix-sites")
+    assert [h.get_text(strip=True) for h in sites.select("h2.chapter")][0].startswith("Site site_a")
+    assert "Site site_b" in sites.select_one("nav#toc").get_text(" ", strip=True)
+    dq = _appendix(built_run, "appendix-data-quality")
+    assert [h.get_text(strip=True) for h in dq.select("h2.chapter")] == ["Data quality", "Provenance"]
+    links = [a["href"] for a in soup.select("ul.documents a")]
+    assert {"appendix-sites.html", "appendix-sites.pdf", "appendix-sites.docx",
+            "appendix-data-quality.html"} <= set(links)
 
 
 def test_methods_generated_from_config(soup):
@@ -112,26 +130,29 @@ def test_notebook_titles_replaced_by_report_headings(soup):
 
 def test_sites_not_analysed_are_explained(soup, built_run):
     text = soup.get_text(" ", strip=True)
-    assert f"Site {FAILED_SITE}" in text
+    appendix = _appendix(built_run, "appendix-sites").get_text(" ", strip=True)
+    assert f"Site {FAILED_SITE}" in appendix and "Not analysed." in appendix
     assert re.search(r"1 of 3 sites were not analysed", text)
     assert "contracts failed: site.yml" in text
     assert str(built_run[0].parent.parent) not in text  # absolute paths reduced to file names
 
 
 def test_tables_and_figures_numbered_with_captions_and_alt_text(soup, built_run):
-    captions = [c.get_text(" ", strip=True) for c in soup.select("table.pcref-table caption")]
-    assert captions and all(re.match(r"Table \d+\. \S", c) for c in captions)
-    figures = soup.select("figure.pcref-figure")
-    assert len(figures) == 3
-    for n, fig in enumerate(figures, 1):
-        assert fig.find("figcaption").get_text(strip=True).startswith(f"Figure {n}.")
-        assert len(fig.find("img")["alt"]) > 10
+    for doc, n_figures in ((soup, 1), (_appendix(built_run, "appendix-sites"), 2)):
+        captions = [c.get_text(" ", strip=True) for c in doc.select("table.pcref-table caption")]
+        assert captions and all(re.match(r"Table \d+\. \S", c) for c in captions)
+        figures = doc.select("figure.pcref-figure")
+        assert len(figures) == n_figures
+        for n, fig in enumerate(figures, 1):
+            assert fig.find("figcaption").get_text(strip=True).startswith(f"Figure {n}.")
+            assert len(fig.find("img")["alt"]) > 10
     catalogue = (built_run[0] / "release" / "report-figures-and-tables.md").read_text()
     assert "**Figure 1.**" in catalogue and "figures/summary_key_findings.svg" in catalogue
     assert "tables/site_a_table_one.csv" in catalogue
 
 
 def test_redaction_shown_and_data_quality_aggregated(soup, built_run):
+    soup = _appendix(built_run, "appendix-data-quality")
     assert soup.select("td.redacted")
     dq = soup.find("table", attrs={"data-pcref-table": "dq_site_a_failed_checks"})
     cells = [td.get_text(strip=True) for td in dq.find_all("td")]
@@ -143,11 +164,11 @@ def test_redaction_shown_and_data_quality_aggregated(soup, built_run):
 def test_docx_has_word_tables_and_embedded_figures(built_run):
     doc = docx.Document(str(built_run[1]["docx"]))
     assert len(doc.tables) >= 8
-    assert len(doc.inline_shapes) >= 3
-    assert doc.part.package.image_parts and len(list(doc.part.package.image_parts)) >= 3
-    # every figure of the HTML report is embedded (pandoc reads them as files, not data URIs)
-    html = built_run[1]["html"].read_text(encoding="utf-8")
-    assert len(doc.inline_shapes) == html.count("<img")
+    # every figure of the HTML documents is embedded (pandoc reads them as files, not data URIs)
+    for stem in ("report", "appendix-sites"):
+        d = docx.Document(str(built_run[0] / "release" / f"{stem}.docx"))
+        html = (built_run[0] / "release" / f"{stem}.html").read_text(encoding="utf-8")
+        assert len(d.inline_shapes) == html.count("<img") >= 1
     header = [c.text for c in doc.tables[3].rows[0].cells]
     assert header and all(h for h in header)
     assert abs(doc.sections[0].page_width.mm - 210) < 1

@@ -56,7 +56,7 @@ def options(**kw) -> RunOptions:
 @pytest.fixture
 def no_report(monkeypatch):
     """Skip the report build (it is not the runner's concern and takes seconds per run)."""
-    monkeypatch.setattr(pipeline, "build_reports", lambda config, paths, site_steps, log: StepResult("ok"))
+    monkeypatch.setattr(pipeline, "build_reports", lambda config, paths, site_steps, log, *registry: StepResult("ok"))
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:
