@@ -75,8 +75,10 @@ def publish_site_benchmark(x, mha_files: list[str | Path] | None = None, year: s
     and ``pub``). Sites without ``icb`` in site.yml are listed in a note and skipped.
     """
     import warnings
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    if mha_files is None:  # a config section ``benchmark: {mha_files: [...]}``, where the config has one
+        mha_files = getattr(getattr(x.config, "benchmark", None), "mha_files", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         mha = select_year(load_mha(mha_files), year)
     pub = x.pub
     named = {sid: s for sid, s in x.sites.items() if getattr(s.info, "icb", None)}
@@ -84,8 +86,13 @@ def publish_site_benchmark(x, mha_files: list[str | Path] | None = None, year: s
         pub.note("No site names its ICB in site.yml (`icb: <ODS code>`), so no site is benchmarked against "
                  "NHS England's published figures.")
         return {}
-    if caught or mha.warnings:
-        pub.note(f"Published file {mha.file.name}: " + "; ".join(w.split(": ", 1)[-1] for w in mha.warnings))
+    if len(mha.dropped):
+        d = mha.dropped
+        hit = int((d["measure"].isin(measures) & (d["demographic"] == "Ethnicity")).sum())
+        where = (f"{hit} of them in the measures benchmarked here" if hit else
+                 "none of them in the measures benchmarked here")
+        pub.note(f"NHS England file `{mha.file.name}`: {len(d)} rows with corrupted or unknown labels were not "
+                 f"used ({where}; see docs/benchmarking.md).")
     r_det = national_ratios(mha, "All detentions")
     pub.note(f"England, {mha.year} (NHS England): Black/White detention rate ratio {r_det['standardised']:.2f} "
              f"standardised, {r_det['crude']:.2f} crude.")

@@ -139,8 +139,8 @@ def site_benchmark(site, mha: MhaAnnual, detention_codes: list[str], policy: Dis
         released = pd.Series(policy.control_counts(raw.astype(float)).to_numpy(), index=raw.index)
         df = pd.DataFrame({"measure": measure, "period": period.label, "group": BROAD_GROUPS,
                            "icb": icb or "", "published_year": mha.year, "published_source": source,
-                           "site_count": raw.to_numpy(), "site_population": pop.to_numpy(float),
-                           "site_white_count": raw[REFERENCE], "site_white_population": float(pop[REFERENCE])})
+                           "site_count": raw.to_numpy(), "site_population": pop.round().astype("int64").to_numpy(),
+                           "site_white_count": raw[REFERENCE], "site_white_population": int(round(pop[REFERENCE]))})
         rel = released.to_numpy(float)
         n = pop.to_numpy(float)
         ok = ~np.isnan(rel) & (n > 0)
