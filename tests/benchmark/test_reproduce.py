@@ -75,3 +75,22 @@ def test_nhse_dsr_rejects_bad_input():
         nhse_dsr([1, 2], [10, 0], [1, 1])
     with pytest.raises(ValueError):
         nhse_dsr([1], [10, 20], [1, 1])
+
+
+def test_nhse_dsr_against_the_poisson_normal_interval_of_rates_dsr():
+    """A second implementation: rates.dsr(ci_method='normal') uses the Poisson variance x / n^2 = r / n;
+    NHS England's binomial variance r (1 - r) / n differs from it by the factor (1 - r) in each band."""
+    import pandas as pd
+
+    from pcref_eval.rates import dsr
+    x, n, std = [12, 40, 55, 20], [4_000, 9_000, 15_000, 30_000], [10_000, 20_000, 25_000, 45_000]
+    rate, half = nhse_dsr(x, n, std)
+    ref = dsr(pd.DataFrame({"x": x, "n": n, "w": std}), "x", "n", standard_col="w", ci_method="normal", conf=0.95)
+    assert rate == pytest.approx(ref["value"].iloc[0], rel=1e-12)
+    poisson_half = ref["upper"].iloc[0] - ref["value"].iloc[0]
+    r = np.array(x) / np.array(n)
+    w = np.array(std) / sum(std)
+    var_binomial = np.sum(w**2 * r * (1 - r) / np.array(n))
+    var_poisson = np.sum(w**2 * r / np.array(n))
+    assert half == pytest.approx(poisson_half * np.sqrt(var_binomial / var_poisson), rel=1e-4)
+    assert half < poisson_half
