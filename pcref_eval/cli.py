@@ -98,8 +98,8 @@ def cmd_benchmark(args) -> int:
     from pcref_eval.benchmark.release import run_benchmark
     try:
         return run_benchmark(args.out, args.mha, args.year, args.icb)
-    except MhaFileError as exc:
-        print(f"pcref-eval benchmark: {exc}", file=sys.stderr)
+    except (MhaFileError, LookupError) as exc:  # LookupError: a file lacking the England or ICB rows needed
+        print(f"pcref-eval benchmark: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
         return 2
 
 

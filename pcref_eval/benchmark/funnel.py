@@ -13,6 +13,13 @@ Spiegelhalter DJ. Funnel plots for comparing institutional performance. Stat Med
 
 Limits at 95% (z = 1.96) and 99.8% (z = 3.09), as in NHS and PHE practice. An ICB is placed
 'above 99.8%', 'above 95%', 'within', 'below 95%' or 'below 99.8%'.
+
+**Overdispersion** (Spiegelhalter 2005, section 6; Spiegelhalter et al. 2012): when ICBs vary more
+than chance allows, the Poisson limits flag most of them. :func:`overdispersion` estimates the
+multiplicative factor phi (mean squared z-score, z winsorised at 10% each end) and the additive
+random-effects variance tau^2 = (I phi - (I - 1)) / (sum w - sum w^2 / sum w), w = 1 / s^2 (0 when
+I phi <= I - 1). The table also gives limits and positions with tau^2 added to each ICB's variance
+(``*_re`` columns): "unusual even allowing for the usual between-ICB variation".
 """
 
 from __future__ import annotations
@@ -54,6 +61,27 @@ def ratio_limits(theta: float, precision, level: float = 0.95) -> tuple[np.ndarr
     z = stats.norm.ppf(1 - (1 - level) / 2)
     s = 1 / np.sqrt(np.asarray(precision, dtype=float))
     return theta * np.exp(-z * s), theta * np.exp(z * s)
+
+
+def winsorise(z, share: float = 0.1) -> np.ndarray:
+    """The k = floor(share x I) smallest values set to the (k+1)-th smallest, the k largest to the (k+1)-th largest."""
+    z = np.asarray(z, dtype=float)
+    k = int(np.floor(share * len(z)))
+    if k == 0:
+        return z.copy()
+    s = np.sort(z)
+    return np.clip(z, s[k], s[-k - 1])
+
+
+def overdispersion(y, target: float, se, share: float = 0.1) -> tuple[float, float]:
+    """Spiegelhalter's overdispersion estimates (phi, tau^2) for estimates ``y`` with standard errors ``se``."""
+    y, se = np.asarray(y, dtype=float), np.asarray(se, dtype=float)
+    z = winsorise((y - target) / se, share)
+    n = len(z)
+    phi = float(np.mean(z**2))
+    w = 1 / se**2
+    tau2 = max(0.0, (n * phi - (n - 1)) / (w.sum() - (w**2).sum() / w.sum()))
+    return phi, tau2
 
 
 def position(value, limits: dict[float, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -99,17 +127,30 @@ def icb_funnel(mha: MhaAnnual, measure: str = "All detentions", focus: str = FOC
     e_r = theta_r / PER * wide["reference_population"]
     wide["precision"] = 1 / (1 / e_f + 1 / e_r)
     theta_rr = theta_f / theta_r
-    rate_lim, ratio_lim = {}, {}
+    rate_se = np.sqrt(theta_f * PER / wide["focus_population"].to_numpy(float))
+    ratio_se = 1 / np.sqrt(wide["precision"].to_numpy(float))
+    phi_rate, tau2_rate = overdispersion(wide["focus_rate"], theta_f, rate_se)
+    phi_ratio, tau2_ratio = overdispersion(np.log(wide["rate_ratio"]), np.log(theta_rr), ratio_se)
+    rate_lim, ratio_lim, rate_re, ratio_re = {}, {}, {}, {}
     for lv in LEVELS:
         tag = f"{lv * 100:g}"
+        z = stats.norm.ppf(1 - (1 - lv) / 2)
         rate_lim[lv] = poisson_rate_limits(theta_f, wide["focus_population"], lv)
         ratio_lim[lv] = ratio_limits(theta_rr, wide["precision"], lv)
+        half = z * np.sqrt(rate_se**2 + tau2_rate)
+        rate_re[lv] = (theta_f - half, theta_f + half)
+        ratio_re[lv] = ratio_limits(theta_rr, 1 / (ratio_se**2 + tau2_ratio), lv)
         wide[f"rate_lower_{tag}"], wide[f"rate_upper_{tag}"] = rate_lim[lv]
         wide[f"ratio_lower_{tag}"], wide[f"ratio_upper_{tag}"] = ratio_lim[lv]
+        wide[f"rate_lower_{tag}_re"], wide[f"rate_upper_{tag}_re"] = rate_re[lv]
+        wide[f"ratio_lower_{tag}_re"], wide[f"ratio_upper_{tag}_re"] = ratio_re[lv]
     wide["rate_position"] = position(wide["focus_rate"], rate_lim)
     wide["ratio_position"] = position(wide["rate_ratio"], ratio_lim)
+    wide["rate_position_re"] = position(wide["focus_rate"], rate_re)
+    wide["ratio_position_re"] = position(wide["rate_ratio"], ratio_re)
     targets = {"measure": measure, "year": mha.year, "focus": focus, "reference": reference,
                "focus_rate": float(theta_f), "reference_rate": float(theta_r), "rate_ratio": float(theta_rr),
+               "phi_rate": phi_rate, "tau2_rate": tau2_rate, "phi_ratio": phi_ratio, "tau2_ratio": tau2_ratio,
                "icbs_shown": int(len(wide)),
                "icbs_left_out": int(icb["org_code"].nunique() - len(wide))}
     return wide.reset_index().sort_values("org_code").reset_index(drop=True), targets
@@ -130,15 +171,23 @@ def plot_funnels(table: pd.DataFrame, targets: dict, highlight: list[str] | tupl
     short = {"Black or Black British": "Black", "Asian or Asian British": "Asian", "Other Ethnic Groups": "Other"}
     f = short.get(targets["focus"], targets["focus"])
     r = short.get(targets["reference"], targets["reference"])
+    theta_f, theta_rr = targets["focus_rate"], targets["rate_ratio"]
+    z998 = stats.norm.ppf(0.999)
+
+    def rate_re(x):
+        half = z998 * np.sqrt(theta_f * PER / x + targets["tau2_rate"])
+        return theta_f - half, theta_f + half
+
     panels = [
-        (axes[0], "focus_population", "focus_rate", targets["focus_rate"],
-         lambda x, lv: poisson_rate_limits(targets["focus_rate"], x, lv),
+        (axes[0], "focus_population", "focus_rate", theta_f,
+         lambda x, lv: poisson_rate_limits(theta_f, x, lv), rate_re,
          f"{f} population (Census 2021)", f"{f} rate per 100,000", False),
-        (axes[1], "precision", "rate_ratio", targets["rate_ratio"],
-         lambda x, lv: ratio_limits(targets["rate_ratio"], x, lv),
+        (axes[1], "precision", "rate_ratio", theta_rr,
+         lambda x, lv: ratio_limits(theta_rr, x, lv),
+         lambda x: ratio_limits(theta_rr, 1 / (1 / x + targets["tau2_ratio"]), 0.998),
          "Precision of the log ratio (expected detentions)", f"{f} / {r} rate ratio", True),
     ]
-    for ax, xcol, ycol, theta, limits, xlabel, ylabel, logy in panels:
+    for ax, xcol, ycol, theta, limits, limits_re, xlabel, ylabel, logy in panels:
         x = table[xcol].to_numpy(float)
         grid = np.geomspace(max(x.min() * 0.7, 1), x.max() * 1.3, 200)
         ax.axhline(theta, color="0.25", lw=1, label=f"England ({theta:.2f})" if logy else f"England ({theta:.1f})")
@@ -146,6 +195,9 @@ def plot_funnels(table: pd.DataFrame, targets: dict, highlight: list[str] | tupl
             lo, hi = limits(grid, lv)
             ax.plot(grid, lo, style, color="0.45", lw=1, label=f"{lv * 100:g}% limits")
             ax.plot(grid, hi, style, color="0.45", lw=1)
+        lo, hi = limits_re(grid)
+        ax.plot(grid, lo, "-.", color="#fdae61", lw=1.2, label="99.8%, allowing overdispersion")
+        ax.plot(grid, hi, "-.", color="#fdae61", lw=1.2)
         hl = table["org_code"].isin(list(highlight)).to_numpy()
         ax.scatter(x[~hl], table[ycol].to_numpy(float)[~hl], s=18, color="#4575b4", alpha=0.8, label="ICB")
         if hl.any():

@@ -54,6 +54,10 @@ def publish_funnels(pub: Publisher, mha: MhaAnnual, highlight=(), measures=MEASU
                      f"not by ICB: no ICB funnel plot for it (England's figures are in the site tables).")
             continue
         table, targets = icb_funnel(mha, measure)
+        pub.note(f"{measure}, {mha.year}: ICBs vary more than chance allows (overdispersion factor "
+                 f"{targets['phi_rate']:.1f} for the Black rate, {targets['phi_ratio']:.1f} for the Black/White "
+                 f"ratio; 1 = Poisson variation only). Positions 'allowing overdispersion' add the between-ICB "
+                 f"variance (Spiegelhalter 2005).")
         released = pub.table(funnel_aggregate(table), f"benchmark_icb_{slug}",
                              f"{measure}, {mha.year}: every ICB's published Black rate per 100,000 and Black/White "
                              f"crude rate ratio with Spiegelhalter 95% and 99.8% funnel limits around England "
@@ -145,17 +149,20 @@ def run_benchmark(out_dir: Path, mha_files: list[str | Path] | None = None, year
         echo(f"{measure}, {mha.year}. England Black/White rate ratio: {ratios['standardised']:.2f} standardised, "
              f"{ratios['crude']:.2f} crude")
         echo(format_positions(released[measure], highlight))
+        echo("positions: against Poisson funnel limits / allowing overdispersion (between-ICB variance added)")
     echo(f"tables and figures: {Path(out_dir) / 'release'}")
     return 0
 
 
 def format_positions(table: pd.DataFrame, highlight=()) -> str:
     """One line per ICB: code, name, Black rate, White rate, ratio, and where rate and ratio sit."""
-    head = f"{'ICB':<4} {'name':<44} {'Black':>7} {'White':>7} {'ratio':>6}  {'rate vs England':<16} ratio vs England"
-    lines = [head, "-" * len(head)]
+    head = (f"{'ICB':<4} {'name':<40} {'Black':>6} {'White':>6} {'ratio':>5}  {'Black rate vs England':<26} "
+            f"ratio vs England")
+    lines = [head, "-" * (len(head) + 10)]
     for r in table.sort_values("rate_ratio", ascending=False).itertuples():
         name = str(r.org_name).replace("INTEGRATED CARE BOARD", "ICB").title().replace("Nhs ", "").replace("Icb", "ICB")
-        mark = " <" if r.org_code in highlight else ""
-        lines.append(f"{r.org_code:<4} {name[:44]:<44} {r.focus_rate:>7.1f} {r.reference_rate:>7.1f} "
-                     f"{r.rate_ratio:>6.2f}  {r.rate_position:<16} {r.ratio_position}{mark}")
+        mark = "  <" if r.org_code in highlight else ""
+        lines.append(f"{r.org_code:<4} {name[:40]:<40} {r.focus_rate:>6.1f} {r.reference_rate:>6.1f} "
+                     f"{r.rate_ratio:>5.2f}  {r.rate_position + ' / ' + r.rate_position_re:<26} "
+                     f"{r.ratio_position} / {r.ratio_position_re}{mark}")
     return "\n".join(lines)

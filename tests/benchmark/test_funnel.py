@@ -65,3 +65,28 @@ def test_icb_funnel_from_the_published_file():
     assert np.all(np.diff(width) <= 1e-9)
     with pytest.raises(LookupError):
         icb_funnel(mha, "Uses of CTOs")  # 2023-24 publishes CTOs by ethnicity only for England
+
+
+def test_winsorised_overdispersion_by_hand():
+    from pcref_eval.benchmark.funnel import overdispersion, winsorise
+    z = np.array([-5.0, -1.0, -0.5, 0.0, 0.2, 0.4, 0.6, 1.0, 2.0, 9.0])
+    # I = 10, 10% each end: k = 1; -5 -> -1 (2nd smallest), 9 -> 2 (2nd largest)
+    assert winsorise(z).tolist() == [-1.0, -1.0, -0.5, 0.0, 0.2, 0.4, 0.6, 1.0, 2.0, 2.0]
+    se = np.array([1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0])
+    y = 10 + z * se  # so that (y - 10) / se = z
+    phi, tau2 = overdispersion(y, 10.0, se)
+    # phi = (1 + 1 + 0.25 + 0 + 0.04 + 0.16 + 0.36 + 1 + 4 + 4) / 10 = 1.181
+    assert phi == pytest.approx(1.181)
+    # w = 1 / se^2: six 1s and four 0.25s; sum w = 7, sum w^2 = 6.25; tau2 = (11.81 - 9) / (7 - 6.25 / 7)
+    assert tau2 == pytest.approx(2.81 / (7 - 6.25 / 7))
+
+
+def test_no_overdispersion_when_units_vary_by_chance_alone():
+    from pcref_eval.benchmark.funnel import overdispersion
+    rng = np.random.default_rng(12)
+    n = rng.integers(5_000, 200_000, size=300).astype(float)
+    theta = 240.0
+    y = rng.poisson(theta / 1e5 * n) / n * 1e5
+    phi, tau2 = overdispersion(y, theta, np.sqrt(theta * 1e5 / n))
+    # winsorising shrinks phi below 1 under the null (Spiegelhalter 2005); no between-unit variance is found
+    assert 0.5 < phi < 1.1 and tau2 == 0.0
