@@ -16,7 +16,7 @@ import pandas as pd
 from pcref_eval.benchmark.funnel import icb_funnel, icb_measures_by_ethnicity, plot_funnels
 from pcref_eval.benchmark.nhse import national_ratios
 from pcref_eval.benchmark.published import MhaAnnual, MhaFileError, latest, load_mha
-from pcref_eval.benchmark.site import MEASURES, load_benchmark_site, site_benchmark
+from pcref_eval.benchmark.site import MEASURES, load_benchmark_site, site_benchmark, trust_total
 from pcref_eval.publish import Aggregate, Publisher
 
 SECTION = "Benchmark against NHS England"
@@ -111,6 +111,11 @@ def publish_site_benchmark(x, mha_files: list[str | Path] | None = None, year: s
                              f"{site.info.name}: detentions and CTO uses per 100,000 by ethnic group, {period.label}, "
                              f"and rate ratios vs White, beside NHS England's published figures for ICB "
                              f"{site.info.icb} and England{note}", section=SECTION)
+        trust = trust_total(mha, site.info.ods_code)
+        if trust and trust[1] > policy.threshold:  # public, but never a small number in prose
+            pub.note(f"Trust {site.info.ods_code} ({trust[0].title().replace('Nhs', 'NHS')}): NHS England published "
+                     f"{trust[1]:,.0f} detentions in {mha.year} for all ethnic groups together; it publishes no "
+                     f"trust rates by ethnic group.")
     publish_funnels(pub, mha, highlight=[s.info.icb for s in named.values()], measures=measures)
     return out
 

@@ -164,6 +164,17 @@ def site_benchmark(site, mha: MhaAnnual, detention_codes: list[str], policy: Dis
     return agg, period
 
 
+def trust_total(mha: MhaAnnual, ods_code: str | None, measure: str = DETENTIONS) -> tuple[str, float] | None:
+    """(trust name, published count) of a provider's total for ``measure``, or None if not published."""
+    if not ods_code:
+        return None
+    d = mha.select(measure, "All")
+    d = d[d["org_level"].isin(["NHS Trust", "Independent Health Provider"]) & (d["org_code"] == ods_code)]
+    if d.empty or d["count"].isna().all():
+        return None
+    return str(d["org_name"].iloc[0]), float(d["count"].iloc[0])
+
+
 def load_benchmark_site(folder: str | Path):
     """The site tables the benchmark needs (people, MHA episodes, CTOs, population)."""
     from pcref_eval.extract import load_site

@@ -128,3 +128,9 @@ def test_synthetic_sites_name_real_icbs():
     sites = default_sites(10_000, 4)
     assert sites[0].icb == "QKK"  # the inner-city site is in South East London
     assert all(s.icb in icb_names() and s.ods_code for s in sites)
+
+
+def test_trust_total_from_the_provider_rows(mha):
+    from pcref_eval.benchmark.site import trust_total
+    assert trust_total(mha, "RV5") == ("SOUTH LONDON AND MAUDSLEY NHS FOUNDATION TRUST", 2100.0)
+    assert trust_total(mha, "QKK") is None and trust_total(mha, None) is None
