@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                  {0: "release/ is clean", 2: "violations found (listed), or no release/ folder"})
     c.add_argument("run_dir", type=Path, help="a run folder (the one holding release/)")
 
+    _add_benchmark_parser(sub)
+
     h = _command(sub, "runs", "list past runs from the run registry (newest first)",
                  "pcref-eval runs --outputs outputs --limit 5 --json")
     h.add_argument("--config", type=Path, default=None, help="list the runs of this config's outputs folder")
@@ -136,6 +138,31 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--all-outputs", action="store_true", help="with a shared registry: runs of every outputs folder")
     h.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
+
+
+def _add_benchmark_parser(sub) -> None:
+    """``pcref-eval benchmark``: ICBs against NHS England's published MHA statistics (no extract, no network)."""
+    b = _command(sub, "benchmark", "place every ICB against England in NHS England's published MHA statistics "
+                 "(funnel plots; no site data needed; writes tables and figures to OUT/release/; see "
+                 "docs/benchmarking.md)",
+                 "pcref-eval benchmark --icb QKK --out outputs/benchmark",
+                 {0: "done", 2: "bad input (a file that does not fit the published layout, an unknown year or ICB)"})
+    b.add_argument("--mha", type=Path, action="append", default=[], metavar="FILE",
+                   help="an NHS England MHA annual statistics CSV in the published layout (repeatable)")
+    b.add_argument("--year", default=None, help="reporting year, e.g. 2023/24 (default: the latest available)")
+    b.add_argument("--icb", action="append", default=[], metavar="CODE", help="ICB ODS code to mark (repeatable)")
+    b.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "benchmark",
+                   help="folder for release/tables and release/figures (default outputs/benchmark)")
+
+
+def cmd_benchmark(args) -> int:
+    from pcref_eval.benchmark.published import MhaFileError
+    from pcref_eval.benchmark.release import run_benchmark
+    try:
+        return run_benchmark(args.out, args.mha, args.year, args.icb)
+    except (MhaFileError, LookupError) as exc:  # LookupError: a file lacking the England or ICB rows needed
+        print(f"pcref-eval benchmark: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
+        return 2
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -284,7 +311,8 @@ def cmd_runs(args) -> int:
 
 
 COMMANDS = {"synth": cmd_synth, "run": cmd_run, "demo": cmd_demo, "validate": cmd_validate,
-            "check-contracts": cmd_check_contracts, "check-release": cmd_check_release, "runs": cmd_runs}
+            "check-contracts": cmd_check_contracts, "check-release": cmd_check_release, "runs": cmd_runs,
+            "benchmark": cmd_benchmark}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,12 +33,18 @@ class ExtractError(ValueError):
 
 @dataclass(frozen=True)
 class SiteInfo:
-    """``site.yml``: the site's id, name, PCREF go-live date and extract date."""
+    """``site.yml``: the site's id, name, PCREF go-live date and extract date.
+
+    Optional: ``icb`` (ODS code of the site's Integrated Care Board, e.g. ``QKK``) and ``ods_code``
+    (the trust's ODS code, e.g. ``RV5``), used to benchmark the site against NHS England's figures.
+    """
 
     site_id: str
     name: str
     pcref_go_live: date
     extract_date: date
+    icb: str | None = None
+    ods_code: str | None = None
 
 
 @dataclass
@@ -82,9 +88,19 @@ def read_site_info(folder: Path) -> SiteInfo:
     missing = [k for k in ("site_id", "name", "pcref_go_live", "extract_date") if k not in raw]
     if missing:
         raise ExtractError(f"{path}: site.yml lacks key(s) {missing}", file=path)
+    codes = {}
+    for key in ("icb", "ods_code"):  # optional ODS codes (benchmarking against NHS England's statistics)
+        value = raw.get(key)
+        if value is None or str(value).strip() == "":
+            continue
+        code = str(value).strip().upper()
+        if not re.fullmatch(r"[A-Z0-9]{3,5}", code):
+            raise ExtractError(f"{path}: site.yml key '{key}' is {value!r}; expected an ODS code of 3 to 5 letters "
+                               f"or digits (e.g. icb: QKK, ods_code: RV5)", file=path, column=key)
+        codes[key] = code
     try:
         return SiteInfo(str(raw["site_id"]), str(raw["name"]),
-                        _to_date(raw["pcref_go_live"]), _to_date(raw["extract_date"]))
+                        _to_date(raw["pcref_go_live"]), _to_date(raw["extract_date"]), **codes)
     except ValueError as exc:
         raise ExtractError(f"{path}: site.yml has an invalid date ({exc}); use YYYY-MM-DD", file=path) from None
 

@@ -471,6 +471,7 @@ def write_site(folder: Path, spec, model, tables, population, fmt: str) -> None:
     population.to_csv(folder / "population.csv", index=False, lineterminator="\n")
     site = {"site_id": spec.site_id, "name": spec.name, "pcref_go_live": spec.pcref_go_live.isoformat(),
             "extract_date": model.extract_date.isoformat()}
+    site.update({k: getattr(spec, k) for k in ("icb", "ods_code") if getattr(spec, k, "")})
     (folder / "site.yml").write_text(yaml.safe_dump(site, sort_keys=False))
 
 

@@ -52,6 +52,8 @@ class SiteSpec:
     completeness_start: float  # share of people with a stated ethnic category at window start
     completeness_end: float
     imd_mean: float  # mean IMD decile of the catchment (1 most deprived)
+    icb: str = ""  # ODS code of a real ICB with a similar ethnic mix (benchmarking against NHS England)
+    ods_code: str = ""  # ODS code of a real trust in that ICB
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,8 @@ def default_sites(total_people: int = 100_000, n_sites: int = 4) -> list[SiteSpe
         ("Urban and suburban trust", 0.20, 500_000, 0.07, 0.08, date(2023, 10, 1), 0.88, 0.94, 5.5),
         ("Town and rural trust", 0.10, 250_000, 0.03, 0.03, date(2024, 4, 1), 0.80, 0.90, 6.5),
     ]
+    # real ICBs (and a mental health trust in each) whose Census 2021 mix is like each template's
+    template_ods = [("QKK", "RV5"), ("QHL", "RXT"), ("QOP", "RXV"), ("QKS", "RXY")]
     weights = [templates[i % 4][1] for i in range(n_sites)]
     scale = total_people / sum(weights)
     sites = []
@@ -140,6 +144,7 @@ def default_sites(total_people: int = 100_000, n_sites: int = 4) -> list[SiteSpe
             catchment=int(round(catch * people / (w * 100_000))),
             black_share=black, asian_share=asian, pcref_go_live=go_live,
             completeness_start=c0, completeness_end=c1, imd_mean=imd,
+            icb=template_ods[i % 4][0], ods_code=template_ods[i % 4][1],
         ))
     return sites
 
