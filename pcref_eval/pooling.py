@@ -96,3 +96,115 @@ def heterogeneity_text(het: Heterogeneity) -> str:
     p = "< 0.001" if het.q_p < 0.001 else f"= {het.q_p:.3f}"
     return (f"Heterogeneity across {het.k} sites: Cochran's Q = {het.q:.2f} on {het.q_df} df (p {p}), "
             f"I\u00b2 = {100 * het.i2:.0f}%, \u03c4\u00b2 = {het.tau2:.4f}.")
+
+
+# ----------------------------------------------------------------------------------------------
+# REML, Hartung-Knapp and prediction intervals (sensitivity analyses beside DerSimonian-Laird)
+
+TAU2_METHODS = ("dl", "reml")
+
+
+@dataclass(frozen=True)
+class PooledEstimate:
+    """A random-effects pooled log estimate with its interval and a prediction interval.
+
+    ``method``: "dl" or "reml" (between-site variance); ``hartung_knapp``: whether the CI uses the
+    Hartung-Knapp-Sidik-Jonkman variance and a t(k - 1) quantile. ``pi_lower``/``pi_upper``: the
+    prediction interval for a new site's true effect (Higgins, Thompson & Spiegelhalter 2009, as
+    metafor ``predict.rma``: t(k - 1) quantile when Hartung-Knapp is used, else normal).
+    """
+
+    method: str
+    hartung_knapp: bool
+    log: float
+    se: float
+    lower: float
+    upper: float
+    pi_lower: float
+    pi_upper: float
+    tau2: float
+    k: int
+
+
+def dl_tau2(y, v) -> float:
+    """DerSimonian-Laird between-site variance, truncated at zero."""
+    return dersimonian_laird(y, np.sqrt(np.asarray(v, float)))[2].tau2
+
+
+def reml_tau2(y, v, tol: float = 1e-10, max_iter: int = 200) -> float:
+    """Restricted maximum-likelihood between-site variance (Fisher scoring, as metafor ``rma(method="REML")``).
+
+    With w = 1 / (v + tau2) and P = W - w w' / sum(w), the REML score is
+    [sum w^2 (y - mu)^2 - tr(P)] / 2 and the expected information tr(P P) / 2; iterations start at the
+    DerSimonian-Laird value and are truncated at zero (metafor's default).
+    """
+    y, v = np.asarray(y, float), np.asarray(v, float)
+    if len(y) < 2:
+        return 0.0
+    tau2 = dl_tau2(y, v)
+    for _ in range(max_iter):
+        w = 1 / (v + tau2)
+        mu = np.sum(w * y) / np.sum(w)
+        sw, sw2 = np.sum(w), np.sum(w**2)
+        tr_p = sw - sw2 / sw
+        tr_pp = sw2 - 2 * np.sum(w**3) / sw + (sw2 / sw) ** 2
+        adj = (np.sum(w**2 * (y - mu) ** 2) - tr_p) / tr_pp
+        new = max(0.0, tau2 + adj)
+        if abs(new - tau2) < tol * max(1.0, tau2):
+            return new
+        tau2 = new
+    raise ValueError(f"REML estimate of tau2 did not converge in {max_iter} iterations")
+
+
+def pool_random_effects(log_estimates, ses, method: str = "reml", hartung_knapp: bool = True,
+                        conf: float = 0.95) -> PooledEstimate:
+    """Inverse-variance random-effects pooling with DL or REML tau2, optional Hartung-Knapp CI, and a PI.
+
+    Hartung-Knapp(-Sidik-Jonkman): var(mu) = sum w (y - mu)^2 / ((k - 1) sum w) with a t(k - 1) quantile
+    (no truncation of the scaling factor, as metafor ``test="knha"``). Prediction interval:
+    mu +/- q sqrt(tau2 + var(mu)), q from t(k - 1) with Hartung-Knapp, else the normal.
+    """
+    if method not in TAU2_METHODS:
+        raise ValueError(f"method must be one of {TAU2_METHODS}, got {method!r}")
+    y, se = np.asarray(log_estimates, float), np.asarray(ses, float)
+    if y.size == 0 or y.size != se.size or not np.all(se > 0):
+        raise ValueError("pooling needs at least one estimate and a positive standard error for each")
+    v = se**2
+    k = y.size
+    tau2 = reml_tau2(y, v) if method == "reml" else dl_tau2(y, v)
+    w = 1 / (v + tau2)
+    mu = float(np.sum(w * y) / np.sum(w))
+    use_t = hartung_knapp and k > 1
+    if use_t:
+        var_mu = float(np.sum(w * (y - mu) ** 2) / ((k - 1) * np.sum(w)))
+        q = stats.t.ppf(0.5 + conf / 2, k - 1)
+    else:
+        var_mu = float(1 / np.sum(w))
+        q = stats.norm.ppf(0.5 + conf / 2)
+    se_mu = float(np.sqrt(var_mu))
+    half_pi = q * np.sqrt(tau2 + var_mu)
+    return PooledEstimate(method=method, hartung_knapp=use_t, log=mu, se=se_mu, lower=mu - q * se_mu,
+                          upper=mu + q * se_mu, pi_lower=mu - half_pi, pi_upper=mu + half_pi, tau2=float(tau2), k=k)
+
+
+def pooling_comparison(site_rows: pd.DataFrame, conf: float = 0.95, min_count: int = 0) -> Aggregate:
+    """Pooled ratio of hazard ratios by DerSimonian-Laird (Wald CI) and REML (Hartung-Knapp CI), with PIs.
+
+    ``site_rows``: site_id, log_estimate, se, detentions (as :func:`pooled_gap_aggregate`). Rows are
+    exponentiated to the ratio scale; ``focus_detentions`` (all sites) is the count the estimates rest on.
+    Model outputs are blanked when any site's focus detentions are ``min_count`` or fewer (the
+    disclosure policy's threshold): an estimate is released only if every cell it rests on may be.
+    """
+    y, se = site_rows["log_estimate"].to_numpy(float), site_rows["se"].to_numpy(float)
+    rows = []
+    for method, hk, label in (("dl", False, "DerSimonian-Laird, Wald CI"),
+                              ("reml", True, "REML, Hartung-Knapp CI")):
+        p = pool_random_effects(y, se, method=method, hartung_knapp=hk, conf=conf)
+        rows.append({"method": label, "sites": p.k, "estimate": np.exp(p.log), "lower": np.exp(p.lower),
+                     "upper": np.exp(p.upper), "pi_lower": np.exp(p.pi_lower), "pi_upper": np.exp(p.pi_upper),
+                     "tau2": p.tau2, "focus_detentions": int(site_rows["detentions"].sum())})
+    model_cols = ["estimate", "lower", "upper", "pi_lower", "pi_upper", "tau2"]
+    table = pd.DataFrame(rows)
+    if site_rows.empty or (site_rows["detentions"] <= min_count).any():
+        table[model_cols] = np.nan
+    return Aggregate(table, counts=["focus_detentions"], model=model_cols, labels=["method", "sites"])
