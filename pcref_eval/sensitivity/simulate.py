@@ -43,7 +43,7 @@ def simulate_fine_gray(n: int = 2000, log_shr: float = np.log(0.6), p: float = 0
 
 def simulate_unrecorded_ethnicity(n: int = 20_000, hr_focus: float = 3.0, ratio_post_pre: float = 0.7,
                                   n_sites: int = 3, seed: int | None = 0, base_missing: float = 0.10,
-                                  missing_or_detained: float = 4.0, missing_or_adverse: float = 4.0) -> pd.DataFrame:
+                                  missing_or_detained: float = 6.0, missing_or_adverse: float = 8.0) -> pd.DataFrame:
     """Cohort (the ``gap_change`` columns, ``adverse_pathway`` and ``ethnic_group_true``) with ethnicity MAR.
 
     Groups: White British (reference), Black (focus: HR ``hr_focus`` before go-live, times
