@@ -111,24 +111,33 @@ def sensitivity_rows(cohort: pd.DataFrame, go_live: date | dict[str, date], refe
     keep = [FOCUS_LABEL, reference]
     recorded = df[df["ethnic_group"].isin(keep)]
     fit = lambda d: gap_estimates(d, reference)  # noqa: E731 - the analysis repeated under each handling
-    rows = _rows("Main analysis (unrecorded ethnicity excluded)", _wald(fit(recorded), config.conf), _counts(recorded))
+    wald = lambda d, f: _wald(f(d), config.conf)  # noqa: E731
+    rows = _rows("Main analysis (unrecorded ethnicity excluded)", wald(recorded, fit), _counts(recorded))
     own = df[df["ethnic_group"].isin(keep + ["Not recorded"])]
-    rows += _rows("Unrecorded ethnicity as its own group",
-                  with_handling(df, fit, "own_group", reference, keep, conf=config.conf), _counts(own))
-    m = config.imputation.m
-    rows += _rows(f"Unrecorded ethnicity multiply imputed (m = {m}; detentions counted among recorded people)",
-                  with_handling(df, fit, "imputed", reference, keep, config.imputation, config.conf),
-                  {**_counts(recorded), "people": len(df[df["ethnic_group"] != "Other groups"])})
+    rows += _estimable("Unrecorded ethnicity as its own group", _counts(own),
+                       lambda: with_handling(df, fit, "own_group", reference, keep, conf=config.conf))
+    rows += _estimable(f"Unrecorded ethnicity multiply imputed (m = {config.imputation.m}; detentions counted "
+                       "among recorded people)", {**_counts(recorded), "people": len(own)},
+                       lambda: with_handling(df, fit, "imputed", reference, keep, config.imputation, config.conf))
     if config.fine_gray:
-        rows += _rows("Fine-Gray subdistribution hazards (death competing)",
-                      _wald(fine_gray_gap_estimates(recorded, reference), config.conf), _counts(recorded))
+        rows += _estimable("Fine-Gray subdistribution hazards (death competing)", _counts(recorded),
+                           lambda: wald(recorded, lambda d: fine_gray_gap_estimates(d, reference)))
     if config.leave_one_site_out and recorded["site_id"].nunique() > 1:
         for site in sorted(recorded["site_id"].unique()):
             rest = recorded[recorded["site_id"] != site]
-            rows += _rows(f"Leaving out {site}", _wald(fit(rest), config.conf), _counts(rest))
+            rows += _estimable(f"Leaving out {site}", _counts(rest), lambda rest=rest: wald(rest, fit))
     if config.pooling:
-        rows += _pooled_rows(cohort, go_live, reference, config.conf)
+        rows += _estimable("Sites pooled", _counts(recorded), lambda: _pooled_rows(cohort, go_live, reference, config.conf))
     return pd.DataFrame(rows)
+
+
+def _estimable(analysis: str, counts: dict, run) -> list[dict]:
+    """Rows of one analysis, or a row saying it is not estimable (too few events, collinear, no convergence)."""
+    try:
+        out = run()
+        return out if isinstance(out, list) else _rows(analysis, out, counts)
+    except (ValueError, np.linalg.LinAlgError):  # the reason stays out of the released label
+        return [{"analysis": f"{analysis}: not estimable", "quantity": QUANTITY_LABELS["ratio_post_pre"], **counts}]
 
 
 def _pooled_rows(cohort: pd.DataFrame, go_live, reference: str, conf: float) -> list[dict]:
@@ -170,3 +179,20 @@ def _without_differencing_rows(rows: pd.DataFrame, threshold: int) -> pd.DataFra
     diff = (main[COUNT_COLUMNS].to_numpy(float) - rows[COUNT_COLUMNS].to_numpy(float))
     disclosive = ((diff >= 1) & (diff <= threshold)).any(axis=1)
     return rows[~(loso & disclosive)].reset_index(drop=True)
+
+
+def sensitivity_note(config: SensitivityConfig = SensitivityConfig()) -> str:
+    """Report text saying how each sensitivity analysis differs from the main analysis (no numbers about people)."""
+    return (
+        "**Sensitivity analyses.** Each row repeats the main analysis (Cox model stratified by site, focus "
+        "groups vs the reference before and after go-live, adjusted for age, sex and deprivation) one other way. "
+        "Unrecorded ethnicity is excluded (main analysis), kept as a group of its own, or multiply imputed "
+        f"({config.imputation.m} imputations from a multinomial logistic model using age, sex, deprivation, site, "
+        "period, detention, death and the cumulative hazard; Rubin's rules), which assumes ethnicity is missing at "
+        "random given those. Fine-Gray subdistribution hazard ratios treat death as a competing event instead of "
+        "censoring it. Leave-one-site-out rows drop each site in turn. The pooled rows combine each site's own "
+        "ratio by DerSimonian-Laird (Wald interval) and by REML with the Hartung-Knapp interval; the prediction "
+        "interval (pi_lower, pi_upper) is where a new site's ratio is expected to lie; tau2 is the between-site "
+        "variance on the log scale. Estimates are shown only where the focus-group detentions they rest on, before "
+        "and after go-live, exceed the disclosure threshold."
+    )

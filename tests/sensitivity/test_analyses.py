@@ -89,3 +89,16 @@ def test_released_through_the_publisher_with_rounded_counts(demo, tmp_path):
     csv = pd.read_csv(released.path)
     assert list(csv.columns) == ["analysis", "quantity", *COUNT_COLUMNS, *MODEL_COLUMNS]
     assert (pd.to_numeric(csv["people"]) % 5 == 0).all() and (pd.to_numeric(csv["focus_detentions_pre"]) % 5 == 0).all()
+
+
+def test_an_analysis_that_cannot_be_fitted_is_reported_not_raised(demo):
+    """An imputation model with a perfectly separating predictor does not converge: its row says "not
+    estimable" (no reason in the released label) and the other analyses still run."""
+    cohort, go_live, _ = demo
+    leak = cohort.assign(leak=cohort["ethnic_group"].isin(["Black African", "Black Caribbean", "Black Mixed",
+                                                            "Black Other"]).astype(float))
+    config = SensitivityConfig(imputation=ImputationConfig(m=2, auxiliary=("leak",)), leave_one_site_out=False)
+    rows = sensitivity_rows(leak, go_live, REF, config)
+    bad = rows[rows["analysis"].str.endswith("not estimable")]
+    assert list(bad["analysis"].str.startswith("Unrecorded ethnicity multiply imputed")) == [True]
+    assert bad["estimate"].isna().all() and rows["estimate"].notna().sum() == len(rows) - 1
