@@ -6,6 +6,9 @@ inverse-variance weighting with the DerSimonian-Laird (1986) between-site varian
 heterogeneity is reported as Cochran's Q (chi-square on k - 1 df) and
 ``I^2 = max(0, (Q - (k - 1)) / Q)`` (Higgins & Thompson 2002).
 
+For sensitivity analyses, :func:`pool_random_effects` also estimates tau2 by REML and gives the
+Hartung-Knapp(-Sidik-Jonkman) interval and a prediction interval (checked against R ``metafor::rma``).
+
 Why not ``statsmodels.stats.meta_analysis.combine_effects(method_re="dl")``: in statsmodels
 0.15 it does not truncate tau2 at zero, so when Q < k - 1 the random-effects weights use a
 negative variance and the pooled interval is too narrow. The tests check this implementation
@@ -186,25 +189,3 @@ def pool_random_effects(log_estimates, ses, method: str = "reml", hartung_knapp:
     return PooledEstimate(method=method, hartung_knapp=use_t, log=mu, se=se_mu, lower=mu - q * se_mu,
                           upper=mu + q * se_mu, pi_lower=mu - half_pi, pi_upper=mu + half_pi, tau2=float(tau2), k=k)
 
-
-def pooling_comparison(site_rows: pd.DataFrame, conf: float = 0.95, min_count: int = 0) -> Aggregate:
-    """Pooled ratio of hazard ratios by DerSimonian-Laird (Wald CI) and REML (Hartung-Knapp CI), with PIs.
-
-    ``site_rows``: site_id, log_estimate, se, detentions (as :func:`pooled_gap_aggregate`). Rows are
-    exponentiated to the ratio scale; ``focus_detentions`` (all sites) is the count the estimates rest on.
-    Model outputs are blanked when any site's focus detentions are ``min_count`` or fewer (the
-    disclosure policy's threshold): an estimate is released only if every cell it rests on may be.
-    """
-    y, se = site_rows["log_estimate"].to_numpy(float), site_rows["se"].to_numpy(float)
-    rows = []
-    for method, hk, label in (("dl", False, "DerSimonian-Laird, Wald CI"),
-                              ("reml", True, "REML, Hartung-Knapp CI")):
-        p = pool_random_effects(y, se, method=method, hartung_knapp=hk, conf=conf)
-        rows.append({"method": label, "sites": p.k, "estimate": np.exp(p.log), "lower": np.exp(p.lower),
-                     "upper": np.exp(p.upper), "pi_lower": np.exp(p.pi_lower), "pi_upper": np.exp(p.pi_upper),
-                     "tau2": p.tau2, "focus_detentions": int(site_rows["detentions"].sum())})
-    model_cols = ["estimate", "lower", "upper", "pi_lower", "pi_upper", "tau2"]
-    table = pd.DataFrame(rows)
-    if site_rows.empty or (site_rows["detentions"] <= min_count).any():
-        table[model_cols] = np.nan
-    return Aggregate(table, counts=["focus_detentions"], model=model_cols, labels=["method", "sites"])

@@ -49,7 +49,7 @@ def test_table_rows_and_weights():
 # ------------------------------------------------------------------------------------------------
 # REML, Hartung-Knapp and prediction intervals: closed forms, statsmodels, and R metafor::rma
 
-from pcref_eval.pooling import pool_random_effects, pooling_comparison, reml_tau2  # noqa: E402
+from pcref_eval.pooling import pool_random_effects, reml_tau2  # noqa: E402
 from tests.rtools import run_r  # noqa: E402
 
 HETERO_Y = np.array([-0.9, -0.1, -0.5, 0.3, -0.35, -0.6])
@@ -98,17 +98,6 @@ def test_bad_input_is_refused():
         pool_random_effects([0.1], [0.1], method="pm")
     with pytest.raises(ValueError, match="positive standard error"):
         pool_random_effects([0.1, 0.2], [0.1, 0.0])
-
-
-def test_comparison_table_declares_every_column_and_blanks_small_cells():
-    sites = pd.DataFrame({"site_id": list("abcd"), "log_estimate": HETERO_Y[:4], "se": HETERO_SE[:4],
-                          "detentions": [40, 55, 30, 61]})
-    agg = pooling_comparison(sites)
-    declared = agg.counts + agg.denominators + list(agg.derived) + agg.model + agg.labels
-    assert sorted(declared) == sorted(agg.data.columns) and len(declared) == len(set(declared))
-    assert agg.data["estimate"].notna().all() and list(agg.data["sites"]) == [4, 4]
-    small = pooling_comparison(sites.assign(detentions=[40, 55, 7, 61]), min_count=7)
-    assert small.data[agg.model].isna().all().all() and small.data["focus_detentions"].iloc[0] == 163
 
 
 @pytest.mark.parametrize("y,se", [(HETERO_Y, HETERO_SE),
