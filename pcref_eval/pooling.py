@@ -188,4 +188,3 @@ def pool_random_effects(log_estimates, ses, method: str = "reml", hartung_knapp:
     half_pi = q * np.sqrt(tau2 + var_mu)
     return PooledEstimate(method=method, hartung_knapp=use_t, log=mu, se=se_mu, lower=mu - q * se_mu,
                           upper=mu + q * se_mu, pi_lower=mu - half_pi, pi_upper=mu + half_pi, tau2=float(tau2), k=k)
-
