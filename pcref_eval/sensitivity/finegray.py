@@ -1,7 +1,8 @@
 """Fine-Gray subdistribution hazards by inverse-probability-of-censoring weighting on the fast Cox engine.
 
-No maintained Python package fits the Fine-Gray model (lifelines, statsmodels and scikit-survival do
-not; checked 2026-12), so it is fitted as R ``survival::finegray`` + ``coxph`` do (Geskus 2011):
+No established Python package fits the Fine-Gray model: lifelines and statsmodels (locked here) do not;
+on PyPI ``cmprsk`` wraps R through rpy2 and ``comprisk`` / ``compriskreg`` are young single-author
+releases (checked 2026-12). So it is fitted as R ``survival::finegray`` + ``coxph`` do (Geskus 2011):
 people with a competing event stay in the risk set after their event, weighted by
 G(t-) / G(T_i-), G the Kaplan-Meier estimate of the censoring distribution (within strata; at tied
 times events come before censorings). The weight only matters at times of the event of interest,
