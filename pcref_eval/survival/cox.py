@@ -235,7 +235,8 @@ class CoxProblem:
         if not np.all(np.isfinite(weights)) or np.any(weights < 0):
             raise ValueError("risk-set weights must be finite and non-negative")
         if np.any(weights[self.event > 0] != 1.0):
-            raise ValueError("risk-set weights of rows with an event must be 1 (only IPCW risk-set weights are supported)")
+            raise ValueError("risk-set weights of rows with an event must be 1 "
+                             "(only IPCW risk-set weights are supported)")
         self.risk_weights = weights
 
     def _setup_efron(self) -> None:
@@ -500,8 +501,8 @@ def cox(
     (R default) or "breslow". ``entry_col``: start time for counting-process (start, stop] rows
     (left truncation, time-split data). ``weights_col``: risk-set weights (IPCW, as Fine-Gray's weighted
     counting-process data; event rows must have weight 1); the variance is then the model-based inverse
-    information of the weighted partial likelihood (R ``coxph(..., robust = FALSE)``). Rows with any missing value in the used columns are
-    dropped (complete case; the count is in ``n_dropped``). Standard errors from the inverse
+    information of the weighted partial likelihood (R ``coxph(..., robust = FALSE)``). Rows with any
+    missing value in the used columns are dropped (complete case; the count is in ``n_dropped``). Standard errors from the inverse
     observed information; Wald CIs for hazard ratios.
     """
     covariates = list(covariates)
