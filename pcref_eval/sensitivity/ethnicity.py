@@ -97,7 +97,7 @@ def impute_groups(groups: pd.Series, predictors: pd.DataFrame, config: Imputatio
     X = predictors.to_numpy(float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter; checked below
-        fit = sm.MNLogit(y, X[~missing]).fit(method="newton", maxiter=100, disp=False)
+        fit = sm.MNLogit(y, X[~missing]).fit(method="newton", maxiter=35, disp=False)
     if not fit.mle_retvals.get("converged", False):
         raise ValueError("the ethnicity imputation model did not converge")
     beta_hat = np.asarray(fit.params).ravel(order="F")  # (p * (J - 1)), column by column
