@@ -166,7 +166,7 @@ class CoxProblem:
     A(start_i) for counting-process rows), i.e. one weighted Gram matrix (BLAS).
     """
 
-    def __init__(self, X, time, event, strata=None, entry=None, ties: str = "efron"):
+    def __init__(self, X, time, event, strata=None, entry=None, ties: str = "efron", weights=None):
         if ties not in TIES:
             raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
         X = np.asarray(X, dtype=np.float64)
@@ -222,6 +222,22 @@ class CoxProblem:
         self.entry = None
         if entry is not None:
             self._setup_entry(np.asarray(entry, dtype=np.float64)[order])
+        self.risk_weights = None
+        if weights is not None:
+            self._setup_weights(np.asarray(weights, dtype=np.float64)[order])
+
+    def _setup_weights(self, weights: np.ndarray) -> None:
+        """Risk-set weights (IPCW, e.g. Fine-Gray): each row's exp(x'b) counts ``weight`` times in risk sets.
+
+        Rows with an event must have weight 1 (as in Fine-Gray's weighted data, where only people
+        kept at risk after a competing event are down-weighted); general case weights are not supported.
+        """
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise ValueError("risk-set weights must be finite and non-negative")
+        if np.any(weights[self.event > 0] != 1.0):
+            raise ValueError("risk-set weights of rows with an event must be 1 "
+                             "(only IPCW risk-set weights are supported)")
+        self.risk_weights = weights
 
     def _setup_efron(self) -> None:
         """Index each tied event at each event time with its Efron fraction f = l / d."""
@@ -290,6 +306,8 @@ class CoxProblem:
         eta = self.linear_predictor(beta)
         shift = eta.max() if eta.size else 0.0  # cancels exactly in the partial likelihood
         w = np.exp(eta - shift)
+        if self.risk_weights is not None:
+            w = w * self.risk_weights
         R0, R1, E0, E1 = self._sums(w)
         rep, f = self.rep, self.frac
         den = R0[rep] - f * E0[rep]
@@ -474,21 +492,24 @@ def cox(
     entry_col: str | None = None,
     conf: float = 0.95,
     max_iter: int = 50,
+    weights_col: str | None = None,
 ) -> CoxResult:
     """Fit a Cox proportional hazards model by Newton-Raphson on the partial likelihood.
 
     ``covariates`` are numeric columns (build dummies with :func:`treatment_dummies`).
     ``strata``: column(s) giving separate baseline hazards (stratified Cox). ``ties``: "efron"
     (R default) or "breslow". ``entry_col``: start time for counting-process (start, stop] rows
-    (left truncation, time-split data). Rows with any missing value in the used columns are
-    dropped (complete case; the count is in ``n_dropped``). Standard errors from the inverse
+    (left truncation, time-split data). ``weights_col``: risk-set weights (IPCW, as Fine-Gray's weighted
+    counting-process data; event rows must have weight 1); the variance is then the model-based inverse
+    information of the weighted partial likelihood (R ``coxph(..., robust = FALSE)``). Rows with any
+    missing value in the used columns are dropped (complete case; the count is in ``n_dropped``). Standard errors from the inverse
     observed information; Wald CIs for hazard ratios.
     """
     covariates = list(covariates)
     if not covariates:
         raise ValueError("at least one covariate is required")
     strata_cols = [] if strata is None else ([strata] if isinstance(strata, str) else list(strata))
-    require_columns(df, [duration_col, event_col, entry_col, *covariates, *strata_cols])
+    require_columns(df, [duration_col, event_col, entry_col, weights_col, *covariates, *strata_cols])
     X = df[covariates].apply(pd.to_numeric, errors="raise").to_numpy(dtype=np.float64)
     time = as_duration(df[duration_col], duration_col)
     event = as_event(df[event_col], event_col)
@@ -497,9 +518,13 @@ def cox(
     keep = ~np.isnan(time) & ~np.isnan(event) & ~np.isnan(X).any(axis=1) & (codes >= 0)
     if entry is not None:
         keep &= ~np.isnan(entry)
+    weights = df[weights_col].to_numpy(dtype=np.float64) if weights_col else None
+    if weights is not None:
+        keep &= ~np.isnan(weights)
     n_dropped = int((~keep).sum())
     problem = CoxProblem(
-        X[keep], time[keep], event[keep], codes[keep], None if entry is None else entry[keep], ties
+        X[keep], time[keep], event[keep], codes[keep], None if entry is None else entry[keep], ties,
+        None if weights is None else weights[keep],
     )
     if problem.n_events == 0:
         raise ValueError("no events: the Cox model is not estimable")
