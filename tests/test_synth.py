@@ -37,7 +37,7 @@ def test_different_seed_gives_different_data(tmp_path):
 
 def test_layout_and_truth(tmp_path):
     truth = generate(tmp_path, people=4000, seed=5)
-    assert sorted(truth["sites"]) == ["site_a", "site_b", "site_c", "site_d"]
+    assert sorted(truth["sites"]) == ["site_a", "site_b", "site_c", "site_d", "site_e", "site_f"]
     for site in truth["sites"]:
         names = {p.name for p in (tmp_path / site).iterdir()}
         assert {f"{t}.csv" for t in TABLES} | {"site.yml", "population.csv"} <= names
@@ -68,9 +68,13 @@ def test_faults_are_injected_and_counted(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_site(tmp_path_factory):
-    """One inner-city site of 40,000 people (the demo's site_a), generated once for the truth tests."""
+    """One inner-city site of 100,000 people (the demo's site_a), generated once for the truth tests.
+
+    The static model (no calendar-time change of the gap) makes the pre-go-live hazard ratios
+    equal to ``detention_hr``; the calendar-time model is checked in tests/attribution/.
+    """
     folder = tmp_path_factory.mktemp("synth")
-    truth = generate(folder, people=100_000, seed=2024, n_sites=1)
+    truth = generate(folder, people=100_000, seed=2024, n_sites=1, model=SimulationModel.static())
     return load_site(folder / "site_a"), truth
 
 
