@@ -131,9 +131,21 @@ def _merge_empty_cells(label: pd.Series, rows: pd.DataFrame) -> pd.Series:
         label = label.where(label != c, f"{cohort}|{int(year) - 1}")
 
 
-def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = True,
-                      bins: int = EVENT_YEAR_BINS) -> CalendarCoxResult:
-    """Fit the calendar-time Cox model (see module docstring) and aggregate the PCREF effect."""
+@dataclass
+class CalendarCoxData:
+    """Counting-process rows and design of the calendar-time Cox model (restricted: patient-level)."""
+
+    data: pd.DataFrame  # covariates plus _start, _stop, _event, _site
+    covariates: list[str]
+    rows: pd.DataFrame
+    cell_label: pd.Series  # "cohort|event_year" of each row ("" when not live or not focus)
+    cell_names: list[str]
+    dropped_quarters: list[str]
+
+
+def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = True,
+                      bins: int = EVENT_YEAR_BINS) -> CalendarCoxData:
+    """Split rows and build the model's covariates (focus x site, focus x quarter, PCREF cells, adjustment)."""
     rows = split_rows(ac, design)
     rows, dropped = _restrict_to_control_quarters(rows, design)
     rows = rows[rows["stop"] > rows["start"]].reset_index(drop=True)
@@ -155,10 +167,18 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     covariates = list(data.columns)
     data["_start"], data["_stop"] = rows["start"].to_numpy(), rows["stop"].to_numpy()
     data["_event"], data["_site"] = rows["event"].to_numpy(), rows["site_id"].to_numpy()
-    model = cox(data, "_stop", "_event", covariates, strata="_site", entry_col="_start")
+    return CalendarCoxData(data, covariates, rows, label, cell_names, dropped)
+
+
+def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = True,
+                      bins: int = EVENT_YEAR_BINS) -> CalendarCoxResult:
+    """Fit the calendar-time Cox model (see module docstring) and aggregate the PCREF effect."""
+    cd = calendar_cox_data(ac, design, adjust, bins)
+    model = cox(cd.data, "_stop", "_event", cd.covariates, strata="_site", entry_col="_start")
+    rows, label = cd.rows, cd.cell_label
     days = (rows["stop"] - rows["start"]).groupby(label).sum()
     events = rows["event"].groupby(label).sum()
-    terms = [f"pcref[{c}]" for c in cell_names if f"pcref[{c}]" in covariates]
+    terms = [f"pcref[{c}]" for c in cd.cell_names if f"pcref[{c}]" in cd.covariates]
     cells = pd.DataFrame({
         "term": terms,
         "cohort": [t[6:-1].split("|")[0] for t in terms],
@@ -176,7 +196,7 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
         by_year.append({"event_year": int(year), "log_estimate": w.log_estimate, "se": w.se,
                         "focus_days": float(part["focus_days"].sum()), "focus_events": int(part["focus_events"].sum())})
     return CalendarCoxResult(model=model, cells=cells, effect=effect, by_event_year=pd.DataFrame(by_year),
-                             dropped_quarters=dropped)
+                             dropped_quarters=cd.dropped_quarters)
 
 
 def _adjustment(rows: pd.DataFrame) -> dict:

@@ -63,7 +63,8 @@ def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
     cohorts, go_live, true_eff, true_w = [], {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="pcref-sim-") as tmp:
         for i, (spec, eff) in enumerate(zip(specs, effects)):
-            tables, population, summary = simulate_site(spec, model, np.random.default_rng([*rep_seed, i]), eff)
+            tables, population, summary = simulate_site(spec, model, np.random.default_rng([*rep_seed, i]), eff,
+                                                         cohort_tables_only=True)
             folder = Path(tmp) / spec.site_id
             write_site(folder, spec, model, {k: tables[k] for k in TABLES_NEEDED}, population, "parquet")
             site = load_site(folder, tables=list(TABLES_NEEDED))
@@ -112,8 +113,9 @@ def run_study(out: Path, settings: StudySettings, echo=print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / RESULTS
     done = done_keys(path)
-    jobs = [(s, r, settings.people, settings.seed) for s in settings.scenario_names
-            for r in range(settings.replicates) if (s, r, settings.people) not in done]
+    # replicate-major order: an interrupted study has about as many replicates of every scenario
+    jobs = [(s, r, settings.people, settings.seed) for r in range(settings.replicates)
+            for s in settings.scenario_names if (s, r, settings.people) not in done]
     echo(f"{len(done)} replicate(s) already done; {len(jobs)} to run with {settings.workers} worker(s)")
     if not jobs:
         return path

@@ -105,8 +105,13 @@ def default_site_effect(model: SimulationModel) -> SiteEffect:
     return SiteEffect(model.implementation_effect, model.implementation_ramp_months, 0.0)
 
 
-def simulate_site(spec: SiteSpec, model: SimulationModel, rng: np.random.Generator, effect: SiteEffect | None = None):
-    """Simulate one site's tables; return (tables, population, summary of true counts)."""
+def simulate_site(spec: SiteSpec, model: SimulationModel, rng: np.random.Generator, effect: SiteEffect | None = None,
+                  cohort_tables_only: bool = False):
+    """Simulate one site's tables; return (tables, population, summary of true counts).
+
+    ``cohort_tables_only`` (simulation study) stops after the tables the detention cohort needs
+    (people, referrals, MHA episodes); those are drawn first, so they are the same either way.
+    """
     calendar = SiteCalendar(spec, model, effect or default_site_effect(model))
     population = catchment_population(spec, rng)
     people = sample_people(spec, model, population, rng)
@@ -123,6 +128,11 @@ def simulate_site(spec: SiteSpec, model: SimulationModel, rng: np.random.Generat
     spells = pd.concat([spells, informal], ignore_index=True)
     mha = pd.concat([mha, s136], ignore_index=True).sort_values(["start_date", "episode_id"], kind="stable")
     mha["episode_id"] = [f"{spec.site_id.upper()}-MHA{i:07d}" for i in range(len(mha))]
+    if cohort_tables_only:
+        summary = {"pcref": site_pcref_truth(people, detentions, follow, calendar, model)}
+        return {"people": people[["person_id", "ethnic_category", "gender", "year_of_birth", "imd_decile",
+                                  "date_of_death"]], "referrals": referrals, "mha_episodes": mha.reset_index(drop=True)
+                }, population, summary
     restrictive = simulate_restrictive_interventions(people, spells, spec, model, rng)
     outcomes = simulate_outcome_measures(people, referrals, index, follow, model, rng)
     experience = simulate_patient_experience(people, index, spec, model, rng)
