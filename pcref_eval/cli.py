@@ -17,7 +17,7 @@ from pcref_eval import __version__
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = REPO_ROOT / "data" / "demo"
-DEMO_PEOPLE, DEMO_SEED, DEMO_SITES = 100_000, 2024, 4
+DEMO_PEOPLE, DEMO_SEED, DEMO_SITES = 100_000, 2024, 6  # 4 pilot sites + 2 comparison sites
 
 
 def build_parser() -> argparse.ArgumentParser:
