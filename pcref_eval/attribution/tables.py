@@ -14,8 +14,8 @@ from pcref_eval.attribution.aggregate import WeightedEffect
 from pcref_eval.attribution.naive import NAIVE_LABEL
 from pcref_eval.publish import Aggregate
 
-MAIN_LABEL = "Calendar-time Cox, triple difference (main estimate)"
-ES_LABEL = "Event study of the rate ratio, interaction-weighted"
+MAIN_LABEL = "Main estimate: ratio of focus/reference hazard ratios, live vs not-yet-live sites (calendar-time Cox)"
+ES_LABEL = "Event study: focus/reference rate ratio, live vs not-yet-live sites (interaction-weighted)"
 SECTION = "Attributing the change to PCREF"
 MODEL_COLS = ["estimate", "lower", "upper", "p"]
 
@@ -131,7 +131,9 @@ def headline_figure(released: pd.DataFrame, truth: float | None = None):
                     fmt="o", color=colours[i % 3], capsize=3)
     ax.axvline(1.0, color="black", lw=0.8)
     ax.set_xscale("log")
-    ax.set_yticks(y, [s.split(" (")[0] if len(s) > 60 else s for s in d["estimator"]], fontsize=8)
+    short = {MAIN_LABEL: "Main estimate\n(calendar-time Cox)", ES_LABEL: "Event study\n(rate ratio)",
+             NAIVE_LABEL: "Naive before/after\n(no comparison sites)"}
+    ax.set_yticks(y, [short.get(s, s) for s in d["estimator"]], fontsize=8)
     ax.set_xlabel("Ratio of focus/reference hazard ratios attributed to PCREF (log scale)")
     fig.tight_layout()
     return fig
