@@ -26,3 +26,23 @@ def naive_before_after(cohort: pd.DataFrame, go_live: dict[str, date], reference
     row = t[t["quantity"].str.startswith("Ratio of hazard ratios")].iloc[0]
     se = (np.log(row["upper"]) - np.log(row["lower"])) / (2 * 1.959963984540054)
     return WeightedEffect(float(np.log(row["estimate"])), float(se))
+
+
+def publish_site_naive_comparison(session) -> None:
+    """Site notebook: the naive before/after table, or a note when the site is not live in the window.
+
+    A site whose go-live falls after the study window has no after period: it is a comparison site,
+    analysed only in the cross-site notebook's attribution section.
+    """
+    from pcref_eval.detention import gap_over_time
+
+    reference = session.config.ethnicity.reference
+    go_live = session.site.info.pcref_go_live
+    if not (session.cohort["period"] == "post").any():
+        session.pub.note(f"This site goes live on {go_live:%d %B %Y}, after the study window: it has no after "
+                         "period, and serves as a comparison site (not yet live) in the cross-site attribution "
+                         "analysis.")
+        return
+    session.pub.table(gap_over_time(session.cohort, go_live, reference), "gap_change",
+                      "Naive comparison: focus-group hazard ratio before and after this site's PCREF go-live",
+                      section="Implementation")
