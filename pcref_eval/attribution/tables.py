@@ -84,6 +84,16 @@ def event_year_table(cox, threshold: int) -> Aggregate:
                      labels=["years_since_go_live"])
 
 
+def _plain_log_axis(axis) -> None:
+    """Log scale with plain decimal tick labels (0.5, 1, 2) instead of powers of ten."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    axis.axes.set_xscale("log") if axis.axis_name == "x" else axis.axes.set_yscale("log")
+    axis.set_major_locator(FixedLocator([0.125, 0.25, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.25, 1.5, 2, 3, 4, 8]))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(NullLocator())
+
+
 def event_study_figure(released: pd.DataFrame, title: str):
     """Event-study plot from a released event-study table: ratio change and 95% CI by quarter since go-live."""
     import matplotlib.pyplot as plt
@@ -104,7 +114,7 @@ def event_study_figure(released: pd.DataFrame, title: str):
                     capsize=2, label=label)
     ax.axhline(1.0, color="black", lw=0.8)
     ax.axvline(-0.5, color="#DA291C", lw=0.8, ls="--")
-    ax.set_yscale("log")
+    _plain_log_axis(ax.yaxis)
     ax.set_xlabel("Quarters since go-live (-1 = reference)")
     ax.set_ylabel("Change in focus/reference ratio")
     ax.set_title(title, fontsize=10)
@@ -130,7 +140,7 @@ def headline_figure(released: pd.DataFrame, truth: float | None = None):
         ax.errorbar([r["estimate"]], [y[i]], xerr=[[r["estimate"] - r["lower"]], [r["upper"] - r["estimate"]]],
                     fmt="o", color=colours[i % 3], capsize=3)
     ax.axvline(1.0, color="black", lw=0.8)
-    ax.set_xscale("log")
+    _plain_log_axis(ax.xaxis)
     short = {MAIN_LABEL: "Main estimate\n(calendar-time Cox)", ES_LABEL: "Event study\n(rate ratio)",
              NAIVE_LABEL: "Naive before/after\n(no comparison sites)"}
     ax.set_yticks(y, [short.get(s, s) for s in d["estimator"]], fontsize=8)
