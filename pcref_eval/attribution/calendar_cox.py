@@ -162,8 +162,8 @@ def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
         X[f"pcref[{c}]"] = (label == c).to_numpy(dtype=float)
     if adjust:
         X.update(_adjustment(rows))
-    data = pd.DataFrame(X)
-    data = data.loc[:, (data != 0).any() & (data.nunique() > 1)]
+    X = {k: v for k, v in X.items() if len(v) and (v != v[0]).any()}  # constant columns are not estimable
+    data = pd.DataFrame(X, copy=False)
     covariates = list(data.columns)
     data["_start"], data["_stop"] = rows["start"].to_numpy(), rows["stop"].to_numpy()
     data["_event"], data["_site"] = rows["event"].to_numpy(), rows["site_id"].to_numpy()
