@@ -25,7 +25,8 @@ anticipation before go-live, and proportional hazards within the quarter. Quarte
 site is live have no comparison and are left out (follow-up censored at their start).
 
 The engine is the project's Cox (:func:`pcref_eval.survival.cox.cox`: start/stop rows, strata,
-Efron ties). Only focus-group rows are split (at calendar quarters and event years): reference
+Efron ties; the design is built as one float64 array and handed to ``CoxProblem``/``fit_problem``
+without DataFrame copies). Only focus-group rows are split (at calendar quarters and event years): reference
 rows have no time-varying term.
 """
 
@@ -38,7 +39,7 @@ import pandas as pd
 
 from pcref_eval.attribution.aggregate import WeightedEffect, weighted_effect
 from pcref_eval.attribution.design import NEVER, StaggeredDesign, control_quarters
-from pcref_eval.survival.cox import CoxResult, cox
+from pcref_eval.survival.cox import CoxProblem, CoxResult, fit_problem
 
 EVENT_YEAR_BINS = 3  # years since go-live 0, 1, 2+ (the last bin open-ended)
 
@@ -133,14 +134,26 @@ def _merge_empty_cells(label: pd.Series, rows: pd.DataFrame) -> pd.Series:
 
 @dataclass
 class CalendarCoxData:
-    """Counting-process rows and design of the calendar-time Cox model (restricted: patient-level)."""
+    """Counting-process rows and design of the calendar-time Cox model (restricted: patient-level).
 
-    data: pd.DataFrame  # covariates plus _start, _stop, _event, _site
+    ``X`` is one float64 Fortran-order array (rows x covariates), so the fit makes no DataFrame
+    copies of it (a national design is millions of rows by about a hundred covariates).
+    """
+
+    X: np.ndarray
     covariates: list[str]
-    rows: pd.DataFrame
+    rows: pd.DataFrame  # site_id, focus, start, stop, event, month, ...
     cell_label: pd.Series  # "cohort|event_year" of each row ("" when not live or not focus)
     cell_names: list[str]
     dropped_quarters: list[str]
+
+    @property
+    def data(self) -> pd.DataFrame:
+        """The design as a DataFrame with ``_start``, ``_stop``, ``_event``, ``_site`` (for cross-checks)."""
+        df = pd.DataFrame(self.X, columns=self.covariates)
+        df["_start"], df["_stop"] = self.rows["start"].to_numpy(), self.rows["stop"].to_numpy()
+        df["_event"], df["_site"] = self.rows["event"].to_numpy(), self.rows["site_id"].to_numpy()
+        return df
 
 
 def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = True,
@@ -149,33 +162,38 @@ def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     rows = split_rows(ac, design)
     rows, dropped = _restrict_to_control_quarters(rows, design)
     rows = rows[rows["stop"] > rows["start"]].reset_index(drop=True)
-    focus = rows["focus"].to_numpy().astype(float)
-    X = {}
-    for s in sorted(rows["site_id"].unique()):
-        X[f"focus:site[{s}]"] = focus * (rows["site_id"].to_numpy() == s)
+    focus = rows["focus"].to_numpy() == 1
+    site = rows["site_id"].to_numpy()
     quarter = design.quarter_of_month(rows["month"].to_numpy())
-    for q in sorted(set(quarter[focus == 1].tolist()))[1:]:
-        X[f"focus:quarter[{design.quarter_label(q)}]"] = focus * (quarter == q)
     label = _merge_empty_cells(treatment_cells(rows, design, bins), rows)
     cell_names = sorted(c for c in label.unique() if c)
-    for c in cell_names:
-        X[f"pcref[{c}]"] = (label == c).to_numpy(dtype=float)
+    lab = label.to_numpy()
+    columns = [(f"focus:site[{s}]", lambda s=s: focus & (site == s)) for s in sorted(set(site.tolist()))]
+    columns += [(f"focus:quarter[{design.quarter_label(q)}]", lambda q=q: focus & (quarter == q))
+                for q in sorted(set(quarter[focus].tolist()))[1:]]
+    columns += [(f"pcref[{c}]", lambda c=c: lab == c) for c in cell_names]
     if adjust:
-        X.update(_adjustment(rows))
-    X = {k: v for k, v in X.items() if len(v) and (v != v[0]).any()}  # constant columns are not estimable
-    data = pd.DataFrame(X, copy=False)
-    covariates = list(data.columns)
-    data["_start"], data["_stop"] = rows["start"].to_numpy(), rows["stop"].to_numpy()
-    data["_event"], data["_site"] = rows["event"].to_numpy(), rows["site_id"].to_numpy()
-    return CalendarCoxData(data, covariates, rows, label, cell_names, dropped)
+        columns += [(name, lambda v=v: v) for name, v in _adjustment(rows).items()]
+    X = np.empty((len(rows), len(columns)), order="F")
+    names = []
+    for name, make in columns:
+        col = make()
+        if len(col) and (col != col[0]).any():  # constant columns are not estimable
+            X[:, len(names)] = col
+            names.append(name)
+    return CalendarCoxData(X[:, :len(names)], names, rows, label, cell_names, dropped)
 
 
 def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = True,
                       bins: int = EVENT_YEAR_BINS) -> CalendarCoxResult:
     """Fit the calendar-time Cox model (see module docstring) and aggregate the PCREF effect."""
     cd = calendar_cox_data(ac, design, adjust, bins)
-    model = cox(cd.data, "_stop", "_event", cd.covariates, strata="_site", entry_col="_start")
     rows, label = cd.rows, cd.cell_label
+    levels, codes = np.unique(rows["site_id"].to_numpy(), return_inverse=True)
+    problem = CoxProblem(cd.X, rows["stop"].to_numpy(float), rows["event"].to_numpy(float), codes,
+                         rows["start"].to_numpy(float), "efron")
+    cd.X = None  # the problem holds its own sorted copy: free ours before the fit
+    model = fit_problem(problem, cd.covariates, strata=list(levels))
     days = (rows["stop"] - rows["start"]).groupby(label).sum()
     events = rows["event"].groupby(label).sum()
     terms = [f"pcref[{c}]" for c in cd.cell_names if f"pcref[{c}]" in cd.covariates]
