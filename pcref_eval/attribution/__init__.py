@@ -81,5 +81,7 @@ def sites_measure_counts(config, site_ids: list[str], measure_ids: list[str]) ->
 
     defs = [m for m in measure_registry(list(config.measures or [])) if m.id in measure_ids]
     settings = MeasureSettings.from_config(config)
-    return pd.concat([count_measures(load_site(config.site(s).path), defs, settings) for s in site_ids],
-                     ignore_index=True)
+    # only the tables these measures count from, plus those every measure context reads
+    tables = sorted({"people", "referrals", "hospital_spells", "mha_episodes", *(d.numerator.table for d in defs)})
+    return pd.concat([count_measures(load_site(config.site(s).path, tables=tables), defs, settings)
+                      for s in site_ids], ignore_index=True)
