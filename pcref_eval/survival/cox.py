@@ -241,7 +241,9 @@ class CoxProblem:
         e_time, e_code = entry[e_order], self.codes[e_order]
         change = np.r_[True, (e_time[1:] != e_time[:-1]) | (e_code[1:] != e_code[:-1])]
         self.e_starts = np.flatnonzero(change)
-        self.X_entry = np.asfortranarray(self.X[e_order])
+        self.X_entry = np.empty_like(self.X, order="F")  # column by column: no full-size C-order temporary
+        for i in range(self.p):
+            self.X_entry[:, i] = self.X[e_order, i]
         eb_time, eb_code = e_time[self.e_starts], e_code[self.e_starts]
         self.e_seg_starts = np.flatnonzero(np.r_[True, eb_code[1:] != eb_code[:-1]])
         # for each event time: first entry block in the same stratum with entry >= t (or -1)
