@@ -113,6 +113,8 @@ def cmd_simulate(args) -> int:
     results = load_results(path, people=args.people)
     results = results[results["scenario"].isin(args.scenarios) & (results["rep"] < args.replicates)]
     perf = performance(results)
+    order = {name: i for i, name in enumerate(args.scenarios)}
+    perf = perf.sort_values("scenario", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
     perf.to_csv(args.out / "summary.csv", index=False)
     table = markdown_table(perf)
     print(table)

@@ -71,7 +71,7 @@ def figure(perf: pd.DataFrame, path: Path) -> Path:
 
     scen = list(dict.fromkeys(perf["scenario"]))
     ests = list(dict.fromkeys(perf["estimator"]))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.55 * len(scen) + 1.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.55 * len(scen) + 2.2), sharey=True)
     colours = {"calendar_cox": "#005EB8", "event_study": "#009639", "naive": "#DA291C"}
     for j, est in enumerate(ests):
         part = perf[perf["estimator"] == est].set_index("scenario").reindex(scen)
@@ -86,8 +86,9 @@ def figure(perf: pd.DataFrame, path: Path) -> Path:
     axes[1].set_xlabel("Coverage of the 95% interval (%), ± 2 Monte-Carlo SE")
     axes[0].set_yticks(np.arange(len(scen)), scen)
     axes[0].invert_yaxis()
-    axes[1].legend(loc="lower left", fontsize=8, frameon=False)
-    fig.tight_layout()
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     plt.close(fig)
