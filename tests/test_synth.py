@@ -36,7 +36,7 @@ def test_different_seed_gives_different_data(tmp_path):
 
 
 def test_layout_and_truth(tmp_path):
-    truth = generate(tmp_path, people=4000, seed=5)
+    truth = generate(tmp_path, people=4000, seed=5, n_sites=6)
     assert sorted(truth["sites"]) == ["site_a", "site_b", "site_c", "site_d", "site_e", "site_f"]
     for site in truth["sites"]:
         names = {p.name for p in (tmp_path / site).iterdir()}
@@ -138,7 +138,7 @@ def test_national_path_is_the_published_series_at_financial_year_midpoints():
 
 
 def test_pcref_effect_ramps_up_and_truth_json_holds_it(tmp_path):
-    truth = generate(tmp_path, people=6000, seed=5)
+    truth = generate(tmp_path, people=6000, seed=5, n_sites=6)
     for sid, site in truth["sites"].items():
         p = site["pcref"]
         eff = {int(k): v for k, v in p["effect_by_event_month"].items()}

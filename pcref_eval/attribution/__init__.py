@@ -30,7 +30,7 @@ from pcref_eval.attribution.tables import (design_text, event_study_figure, even
 __all__ = ["Attribution", "attribute", "calendar_time_cox", "cells", "design_from_sites", "design_text",
            "event_study", "event_study_figure", "event_study_table", "event_year_table", "headline_figure",
            "headline_table", "headline_text", "measure_cells", "measure_event_studies", "naive_before_after",
-           "pretrend_text", "sites_measure_counts"]
+           "pretrend_text", "publish_measure_event_studies", "sites_measure_counts"]
 
 
 @dataclass
@@ -85,3 +85,27 @@ def sites_measure_counts(config, site_ids: list[str], measure_ids: list[str]) ->
     tables = sorted({"people", "referrals", "hospital_spells", "mha_episodes", *(d.numerator.table for d in defs)})
     return pd.concat([count_measures(load_site(config.site(s).path, tables=tables), defs, settings)
                       for s in site_ids], ignore_index=True)
+
+
+def publish_measure_event_studies(session, att: Attribution, site_ids: list[str], measure_ids: list[str]) -> None:
+    """Cross-site notebook: release each measure's event-study table, figure and pre-trend sentence."""
+    from pcref_eval.attribution.tables import SECTION
+
+    counts = sites_measure_counts(session.config, site_ids, measure_ids)  # restricted, never released
+    threshold = session.pub.policy.threshold
+    for measure, es in measure_event_studies(counts, measure_ids, session.config.ethnicity.reference,
+                                             att.design).items():
+        released = session.pub.table(event_study_table(es, threshold), f"event_study_{measure}",
+                                     f"Event study, {measure}, all sites: change in the focus/reference ratio by "
+                                     "quarter since go-live (comparison: sites not yet live)", section=SECTION)
+        session.pub.figure(event_study_figure(released, f"{measure}, all sites"), f"event_study_{measure}",
+                           f"Event study of {measure}, all sites: focus/reference ratio by quarter since go-live "
+                           "(95% CI)", section=SECTION)
+        session.pub.note(pretrend_text(es, measure) + " " + _average_text(es, measure))
+
+
+def _average_text(es: EventStudyResult, measure: str) -> str:
+    """The event study's average change after go-live (a model output) in one sentence."""
+    e = es.effect
+    return (f"Average change in the {measure} focus/reference ratio after go-live: {e.estimate:.2f} "
+            f"(95% CI {e.lower:.2f} to {e.upper:.2f}).")

@@ -33,7 +33,7 @@ TABLES = [
 
 def generate(
     out_dir: str | Path,
-    n_sites: int = 6,
+    n_sites: int = 4,
     people: int = 100_000,
     seed: int = 2024,
     faults: bool = False,

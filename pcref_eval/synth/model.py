@@ -172,7 +172,7 @@ SITE_TEMPLATES = (
 N_PILOT_TEMPLATES = 4
 
 
-def default_sites(total_people: int = 100_000, n_sites: int = 6) -> list[SiteSpec]:
+def default_sites(total_people: int = 100_000, n_sites: int = 4) -> list[SiteSpec]:
     """Sites of different sizes and ethnic mixes from :data:`SITE_TEMPLATES`; the first is inner-city (~25% Black).
 
     ``n_sites`` <= 6 takes the first templates (4: the pilots only; 6: the demo with its two comparison

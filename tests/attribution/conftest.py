@@ -30,7 +30,7 @@ def require_program(name: str, install: str) -> str:
 def demo(tmp_path_factory):
     """The default 6-site demo (100,000 people, seed 2024): pooled cohort, go-live dates and truth."""
     folder = tmp_path_factory.mktemp("attr")
-    truth = generate(folder, people=100_000, seed=2024)
+    truth = generate(folder, people=100_000, seed=2024, n_sites=6)
     cohorts, go_live = [], {}
     for sid in sorted(truth["sites"]):
         site = load_site(folder / sid, tables=["people", "referrals", "mha_episodes"])

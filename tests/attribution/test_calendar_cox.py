@@ -86,7 +86,8 @@ def test_null_effect_static_model_is_not_rejected_more_than_chance(tmp_path):
     from pcref_eval.extract import load_site
     from pcref_eval.synth import generate
     from pcref_eval.synth.model import SimulationModel
-    truth = generate(tmp_path, people=40_000, seed=9, model=SimulationModel.static(implementation_effect=1.0))
+    truth = generate(tmp_path, people=40_000, seed=9, n_sites=6,
+                     model=SimulationModel.static(implementation_effect=1.0))
     cohorts, go = [], {}
     for sid in sorted(truth["sites"]):
         site = load_site(tmp_path / sid, tables=["people", "referrals", "mha_episodes"])
