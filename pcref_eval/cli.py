@@ -23,7 +23,7 @@ from pcref_eval import __version__
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = REPO_ROOT / "data" / "demo"
-DEMO_PEOPLE, DEMO_SEED, DEMO_SITES = 100_000, 2024, 4
+DEMO_PEOPLE, DEMO_SEED, DEMO_SITES = 100_000, 2024, 6  # 4 pilot sites + 2 comparison sites
 
 #: Exit codes, by command family (the last lines of each subcommand's help).
 RUN_EXIT_CODES = {0: "success; or, with --if-changed, nothing changed (no run created)",
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--limit", type=positive_int, default=20, help="show at most this many runs")
     h.add_argument("--all-outputs", action="store_true", help="with a shared registry: runs of every outputs folder")
     h.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_simulate_parser(sub)
     return p
 
 
@@ -163,6 +164,70 @@ def cmd_benchmark(args) -> int:
     except (MhaFileError, LookupError) as exc:  # LookupError: a file lacking the England or ICB rows needed
         print(f"pcref-eval benchmark: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
         return 2
+
+
+# --- pcref-eval simulate (issue 11: simulation study of the attribution estimators) -------------------
+
+def _add_simulate_parser(sub) -> None:
+    from pcref_eval.simulate.scenarios import scenarios
+    m = _command(sub, "simulate", "simulation study of the PCREF attribution estimators (bias, coverage); "
+                 "re-running resumes (replicates already in OUT/replicates.jsonl are skipped)",
+                 "pcref-eval simulate --replicates 100 --people 60000 --workers 2 --docs docs",
+                 {0: "every replicate fitted every estimator",
+                  1: "done, but some estimator failed in some replicate (counted in the table)",
+                  2: "bad arguments (e.g. an unknown scenario)"})
+    m.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "simulation",
+                   help="folder for replicates.jsonl and summary.csv (resumable)")
+    m.add_argument("--replicates", type=positive_int, default=100, help="replicates per scenario")
+    m.add_argument("--people", type=positive_int, default=60_000, help="people in contact per replicate, over all sites")
+    m.add_argument("--seed", type=int, default=20261201, help="random seed of the study (same seed, same replicates)")
+    m.add_argument("--workers", type=positive_int, default=2, help="parallel processes")
+    m.add_argument("--scenarios", nargs="+", default=list(scenarios()), metavar="NAME",
+                   help=f"scenarios to run (default all: {', '.join(scenarios())})")
+    m.add_argument("--docs", type=Path, default=None,
+                   help="docs folder: rewrite the results in simulation-study.md and figures/simulation-study.png")
+
+
+def cmd_simulate(args) -> int:
+    from pcref_eval.simulate import StudySettings, figure, load_results, markdown_table, performance, run_study
+    from pcref_eval.simulate.scenarios import scenarios
+    unknown = sorted(set(args.scenarios) - set(scenarios()))
+    if unknown or args.replicates < 2 or args.people < 1000 or args.workers < 1:
+        why = (f"unknown scenario(s) {unknown}; choose from {list(scenarios())}" if unknown
+               else "need --replicates >= 2, --people >= 1000 and --workers >= 1")
+        print(f"pcref-eval simulate: {why}", file=sys.stderr)
+        return 2
+    settings = StudySettings(replicates=args.replicates, people=args.people, seed=args.seed,
+                             scenario_names=tuple(args.scenarios), workers=args.workers)
+    path = run_study(args.out, settings)
+    results = load_results(path, people=args.people)
+    results = results[results["scenario"].isin(args.scenarios) & (results["rep"] < args.replicates)]
+    perf = performance(results)
+    order = {name: i for i, name in enumerate(args.scenarios)}
+    perf = perf.sort_values("scenario", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+    perf.to_csv(args.out / "summary.csv", index=False)
+    table = markdown_table(perf)
+    print(table)
+    if args.docs is not None:
+        _write_simulation_docs(args.docs, table, perf, settings)
+    return 1 if perf["failed"].sum() else 0
+
+
+def _write_simulation_docs(docs: Path, table: str, perf, settings) -> None:
+    """Replace the results block of docs/simulation-study.md and redraw its figure."""
+    from pcref_eval.simulate import figure
+    fig = figure(perf, docs / "figures" / "simulation-study.png")
+    page = docs / "simulation-study.md"
+    text = page.read_text() if page.exists() else "# Simulation study\n\n<!-- results:start -->\n<!-- results:end -->\n"
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    block = (f"{start}\n{settings.replicates} replicates per scenario, {settings.people:,} people each, seed "
+             f"{settings.seed} (`pcref-eval simulate --replicates {settings.replicates} --people {settings.people} "
+             f"--seed {settings.seed} --docs docs`).\n\n{table}\n![Bias and coverage by scenario and estimator]"
+             f"(figures/{fig.name})\n{end}")
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    page.write_text(head + block + tail)
+    print(f"wrote {page} and {fig}")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -312,7 +377,7 @@ def cmd_runs(args) -> int:
 
 COMMANDS = {"synth": cmd_synth, "run": cmd_run, "demo": cmd_demo, "validate": cmd_validate,
             "check-contracts": cmd_check_contracts, "check-release": cmd_check_release, "runs": cmd_runs,
-            "benchmark": cmd_benchmark}
+            "benchmark": cmd_benchmark, "simulate": cmd_simulate}
 
 if __name__ == "__main__":
     sys.exit(main())

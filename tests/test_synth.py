@@ -36,8 +36,8 @@ def test_different_seed_gives_different_data(tmp_path):
 
 
 def test_layout_and_truth(tmp_path):
-    truth = generate(tmp_path, people=4000, seed=5)
-    assert sorted(truth["sites"]) == ["site_a", "site_b", "site_c", "site_d"]
+    truth = generate(tmp_path, people=4000, seed=5, n_sites=6)
+    assert sorted(truth["sites"]) == ["site_a", "site_b", "site_c", "site_d", "site_e", "site_f"]
     for site in truth["sites"]:
         names = {p.name for p in (tmp_path / site).iterdir()}
         assert {f"{t}.csv" for t in TABLES} | {"site.yml", "population.csv"} <= names
@@ -68,9 +68,13 @@ def test_faults_are_injected_and_counted(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_site(tmp_path_factory):
-    """One inner-city site of 40,000 people (the demo's site_a), generated once for the truth tests."""
+    """One inner-city site of 100,000 people (the demo's site_a), generated once for the truth tests.
+
+    The static model (no calendar-time change of the gap) makes the pre-go-live hazard ratios
+    equal to ``detention_hr``; the calendar-time model is checked in tests/attribution/.
+    """
     folder = tmp_path_factory.mktemp("synth")
-    truth = generate(folder, people=100_000, seed=2024, n_sites=1)
+    truth = generate(folder, people=100_000, seed=2024, n_sites=1, model=SimulationModel.static())
     return load_site(folder / "site_a"), truth
 
 
@@ -117,3 +121,61 @@ def test_poisson_regression_recovers_detention_hazard_ratios(demo_site):
         assert lo <= np.log(truth_hr) <= hi, (term, np.exp([lo, hi]), truth_hr)
     lo, hi = ci.loc["male"]
     assert lo <= model.log_hr_male <= hi
+
+
+# ---------------------------------------------------------------- calendar time (issue 11)
+
+
+def test_national_path_is_the_published_series_at_financial_year_midpoints():
+    from datetime import date
+
+    from pcref_eval.synth.calendar import day_number, national_log_gap
+    from pcref_eval.synth.model import NHSE_BLACK_WHITE_DETENTION_RATIO as path
+    model = SimulationModel()
+    days = np.array([day_number(date(y, 10, 1)) for y in path])
+    np.testing.assert_allclose(np.exp(national_log_gap(days, model)), np.array(list(path.values())) / path[2021])
+    assert national_log_gap(days, SimulationModel.static()).tolist() == [0.0] * len(path)
+
+
+def test_pcref_effect_ramps_up_and_truth_json_holds_it(tmp_path):
+    truth = generate(tmp_path, people=6000, seed=5, n_sites=6)
+    for sid, site in truth["sites"].items():
+        p = site["pcref"]
+        eff = {int(k): v for k, v in p["effect_by_event_month"].items()}
+        if site["spec"]["pcref_go_live"] > "2025-04-30":
+            assert eff == {}  # never live within the window
+            continue
+        import calendar as cal
+        go = pd.Timestamp(site["spec"]["pcref_go_live"])
+        days0 = cal.monthrange(go.year, go.month)[1]
+        frac = (np.arange(days0) + 0.5) / 365.25  # log effect builds up linearly over 12 months
+        assert eff[0] == pytest.approx(np.mean(p["full_effect"] ** frac), rel=1e-9)  # mean over the month's days
+        ramp = [np.log(eff[k]) / np.log(p["full_effect"]) for k in range(min(12, len(eff)))]
+        assert all(0 < a < b < 1 for a, b in zip(ramp, ramp[1:]))  # builds up month by month
+        if 12 in eff:
+            assert eff[12] == pytest.approx(p["full_effect"])
+        assert set(p["focus_person_days_by_event_month"]) <= set(p["effect_by_event_month"])
+    att = truth["attribution"]["att_detention_hazard"]
+    fulls = [s["pcref"]["full_effect"] for s in truth["sites"].values()]
+    assert min(fulls) < att < 1.0
+
+
+def test_event_times_follow_the_cumulative_calendar_hazard():
+    """P(event by day t | at risk from s) = 1 - exp(-h (C(t) - C(s))): binomial check at three horizons."""
+    from pcref_eval.synth.calendar import SiteCalendar, site_parameters
+    from pcref_eval.synth.model import default_sites
+    model = SimulationModel()
+    spec = default_sites(10_000, 6)[0]
+    cal = SiteCalendar(spec, model, site_parameters(1, model, 3)[0])
+    rng = np.random.default_rng(0)
+    n = 200_000
+    start = np.full(n, cal.first + 200.0)
+    h = np.full(n, 0.002)
+    for focus in (False, True):
+        flag = np.full(n, focus)
+        t = cal.event_day(start, h, flag, rng.exponential(1.0, n))
+        x, c = cal._cum[focus]
+        for horizon in (100, 500, 1200):
+            p = 1 - np.exp(-0.002 * (np.interp(start[0] + horizon, x, c) - np.interp(start[0], x, c)))
+            observed = np.mean(t <= start[0] + horizon)
+            assert abs(observed - p) < 4 * np.sqrt(p * (1 - p) / n), (focus, horizon, observed, p)

@@ -257,7 +257,9 @@ class CoxProblem:
         e_time, e_code = entry[e_order], self.codes[e_order]
         change = np.r_[True, (e_time[1:] != e_time[:-1]) | (e_code[1:] != e_code[:-1])]
         self.e_starts = np.flatnonzero(change)
-        self.X_entry = np.asfortranarray(self.X[e_order])
+        self.X_entry = np.empty_like(self.X, order="F")  # column by column: no full-size C-order temporary
+        for i in range(self.p):
+            self.X_entry[:, i] = self.X[e_order, i]
         eb_time, eb_code = e_time[self.e_starts], e_code[self.e_starts]
         self.e_seg_starts = np.flatnonzero(np.r_[True, eb_code[1:] != eb_code[:-1]])
         # for each event time: first entry block in the same stratum with entry >= t (or -1)
@@ -526,6 +528,14 @@ def cox(
         X[keep], time[keep], event[keep], codes[keep], None if entry is None else entry[keep], ties,
         None if weights is None else weights[keep],
     )
+    return fit_problem(problem, covariates, conf=conf, max_iter=max_iter, n_dropped=n_dropped,
+                       strata=None if strata is None else levels)
+
+
+def fit_problem(problem: CoxProblem, covariates: list[str], conf: float = 0.95, max_iter: int = 50,
+                n_dropped: int = 0, strata: list | None = None) -> CoxResult:
+    """Fit a Cox model to an already-built :class:`CoxProblem` (for callers that build the design as one
+    float64 array, e.g. large counting-process designs, and want no DataFrame copies of it)."""
     if problem.n_events == 0:
         raise ValueError("no events: the Cox model is not estimable")
     fit = _newton_raphson(problem, max_iter=max_iter)
@@ -539,15 +549,15 @@ def cox(
     return CoxResult(
         table=_coef_table(covariates, fit.beta, var, conf),
         variance=pd.DataFrame(var, index=covariates, columns=covariates),
-        n=int(keep.sum()),
+        n=problem.n,
         events=problem.n_events,
         log_likelihood=der.loglik,
         log_likelihood_null=fit.loglik_null,
         lr_test=ChiSquareTest(lr, p, chisq_sf(lr, p)),
         wald_test=ChiSquareTest(wald, p, chisq_sf(wald, p)),
         score_test=ChiSquareTest(score, p, chisq_sf(score, p)),
-        ties=ties,
-        strata=None if strata is None else levels,
+        ties=problem.ties,
+        strata=strata,
         covariates=covariates,
         n_dropped=n_dropped,
         iterations=fit.iterations,

@@ -17,6 +17,8 @@ import pandas as pd
 import yaml
 
 from pcref_eval.ethnicity import ETHNIC_CATEGORIES
+from pcref_eval.synth.calendar import (SiteCalendar, SiteEffect, average_effect_on_treated,
+                                      focus_person_days_by_event_month, site_parameters)
 from pcref_eval.synth.faults import inject_faults
 from pcref_eval.synth.model import FOCUS_GROUPS, SIM_GROUP, SimulationModel, SiteSpec, default_sites
 
@@ -50,7 +52,8 @@ def generate(
     truth: dict = {"seed": seed, "n_sites": n_sites, "people": people, "format": fmt,
                    "faults_injected": faults, "model": model.to_dict(), "sites": {}}
     specs = default_sites(people, n_sites)
-    jobs = [(out, i, spec, model, seed, faults, fmt) for i, spec in enumerate(specs)]
+    effects = site_parameters(len(specs), model, seed)
+    jobs = [(out, i, spec, model, seed, faults, fmt, eff) for i, (spec, eff) in enumerate(zip(specs, effects))]
     workers = _default_workers(people, n_sites) if workers is None else max(1, min(workers, n_sites))
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -60,15 +63,16 @@ def generate(
         summaries = [_generate_site(job) for job in jobs]
     for spec, summary in zip(specs, summaries):
         truth["sites"][spec.site_id] = {"spec": _spec_dict(spec), **summary}
+    truth["attribution"] = attribution_truth(truth["sites"])
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
     return truth
 
 
 def _generate_site(job) -> dict:
     """Simulate and write one site (a top-level function, so a process pool can run it)."""
-    out, i, spec, model, seed, faults, fmt = job
+    out, i, spec, model, seed, faults, fmt, effect = job
     rng = np.random.default_rng([seed, i])
-    tables, population, summary = simulate_site(spec, model, rng)
+    tables, population, summary = simulate_site(spec, model, rng, effect)
     if faults:
         summary["faults"] = inject_faults(tables, spec, model, np.random.default_rng([seed, i, 1]))
     write_site(out / spec.site_id, spec, model, tables, population, fmt)
@@ -83,8 +87,32 @@ def _default_workers(people: int, n_sites: int) -> int:
     return max(1, min(cores, n_sites))
 
 
-def simulate_site(spec: SiteSpec, model: SimulationModel, rng: np.random.Generator):
-    """Simulate one site's tables; return (tables, population, summary of true counts)."""
+def attribution_truth(sites: dict) -> dict:
+    """The average PCREF effect on the treated over all sites (focus person-days at risk as weights)."""
+    effects = {s: {int(k): v for k, v in t["pcref"]["effect_by_event_month"].items()} for s, t in sites.items()}
+    weights = {s: {int(k): v for k, v in t["pcref"]["focus_person_days_by_event_month"].items()}
+               for s, t in sites.items()}
+    return {
+        "att_detention_hazard": average_effect_on_treated(effects, weights),
+        "definition": "exp of the mean log PCREF effect on the focus-group detention hazard over site x event "
+                      "months after go-live (to the extract date), weighted by focus-group person-days at risk "
+                      "of a first detention after the index referral",
+    }
+
+
+def default_site_effect(model: SimulationModel) -> SiteEffect:
+    """A site with the model's median effect, ramp and no drift (when no site parameters are given)."""
+    return SiteEffect(model.implementation_effect, model.implementation_ramp_months, 0.0)
+
+
+def simulate_site(spec: SiteSpec, model: SimulationModel, rng: np.random.Generator, effect: SiteEffect | None = None,
+                  cohort_tables_only: bool = False):
+    """Simulate one site's tables; return (tables, population, summary of true counts).
+
+    ``cohort_tables_only`` (simulation study) stops after the tables the detention cohort needs
+    (people, referrals, MHA episodes); those are drawn first, so they are the same either way.
+    """
+    calendar = SiteCalendar(spec, model, effect or default_site_effect(model))
     population = catchment_population(spec, rng)
     people = sample_people(spec, model, population, rng)
     referrals, index = simulate_referrals(people, spec, model, rng)
@@ -93,13 +121,18 @@ def simulate_site(spec: SiteSpec, model: SimulationModel, rng: np.random.Generat
     follow = simulate_follow_up(people, index, spec, model, rng)
     people["date_of_death"] = follow["death_date"]
     referrals = drop_referrals_after_death(referrals, people)
-    detentions = simulate_detentions(people, index, follow, spec, model, rng)
+    detentions = simulate_detentions(people, index, follow, calendar, model, rng)
     mha, spells, ctos = detention_records(people, detentions, follow, spec, model, rng)
     s136 = simulate_place_of_safety(people, index, follow, model, rng)
     informal = simulate_informal_spells(people, follow, spec, model, rng, start_id=len(spells))
     spells = pd.concat([spells, informal], ignore_index=True)
     mha = pd.concat([mha, s136], ignore_index=True).sort_values(["start_date", "episode_id"], kind="stable")
     mha["episode_id"] = [f"{spec.site_id.upper()}-MHA{i:07d}" for i in range(len(mha))]
+    if cohort_tables_only:
+        summary = {"pcref": site_pcref_truth(people, detentions, follow, calendar, model)}
+        return {"people": people[["person_id", "ethnic_category", "gender", "year_of_birth", "imd_decile",
+                                  "date_of_death"]], "referrals": referrals, "mha_episodes": mha.reset_index(drop=True)
+                }, population, summary
     restrictive = simulate_restrictive_interventions(people, spells, spec, model, rng)
     outcomes = simulate_outcome_measures(people, referrals, index, follow, model, rng)
     experience = simulate_patient_experience(people, index, spec, model, rng)
@@ -119,8 +152,28 @@ def simulate_site(spec: SiteSpec, model: SimulationModel, rng: np.random.Generat
         "detentions": int(len(detentions)),
         "deaths_in_follow_up": int(follow["died"].sum()),
         "ethnicity_recorded_share": float(people["ethnic_category"].isin(list(ETHNIC_CATEGORIES)).mean()),
+        "pcref": site_pcref_truth(people, detentions, follow, calendar, model),
     }
     return tables, population, summary
+
+
+def site_pcref_truth(people, detentions, follow, calendar: SiteCalendar, model: SimulationModel) -> dict:
+    """True PCREF effect by event month and the focus-group person-days at risk that weight it."""
+    extract = _day(model.extract_date)
+    exit_rel = follow["end"].to_numpy().copy()
+    first = detentions[detentions["seq"] == 1]
+    exit_rel[first["row"].to_numpy()] = first["t"].to_numpy()
+    focus = people["focus"].to_numpy()
+    entry = follow["index_day"].to_numpy()[focus]
+    weights = focus_person_days_by_event_month(calendar, entry, entry + np.ceil(exit_rel[focus]), extract)
+    return {
+        "go_live": str(_dates(pd.Series([calendar.go_live_day]))[0]),
+        "full_effect": calendar.effect.full_effect,
+        "ramp_months": calendar.effect.ramp_months,
+        "gap_drift_per_year": calendar.effect.gap_drift_per_year,
+        "effect_by_event_month": {str(k): v for k, v in calendar.effect_by_event_month(extract).items()},
+        "focus_person_days_by_event_month": {str(k): v for k, v in weights.items()},
+    }
 
 
 def catchment_population(spec: SiteSpec, rng: np.random.Generator) -> pd.DataFrame:
@@ -264,34 +317,28 @@ def detention_hazard_per_day(people, model) -> np.ndarray:
     return model.base_detention_rate_per_year / DAYS_PER_YEAR * hr * np.exp(lin.to_numpy())
 
 
-def simulate_detentions(people, index, follow, spec, model, rng, max_detentions: int = 3) -> pd.DataFrame:
-    """First and repeat detentions by piecewise-exponential inversion (hazard x effect after go-live)."""
+def simulate_detentions(people, index, follow, calendar: SiteCalendar, model, rng,
+                        max_detentions: int = 3) -> pd.DataFrame:
+    """First and repeat detentions: hazard x calendar multiplier, drawn by inverting the cumulative hazard."""
     h = detention_hazard_per_day(people, model)
-    eff = np.where(people["focus"], model.implementation_effect, 1.0)
-    go_live = (_day(spec.pcref_go_live) - follow["index_day"]).to_numpy().astype(float)
+    focus = people["focus"].to_numpy()
+    index_day = follow["index_day"].to_numpy().astype(float)
     end = follow["end"].to_numpy()
     start = np.zeros(len(people))
     active = np.ones(len(people), dtype=bool)
     rows = []
     for seq in range(1, max_detentions + 1):
-        t = start + piecewise_exponential_time(h, eff, go_live - start, rng)
-        t = np.ceil(t)
+        e = rng.exponential(1.0, len(people))
+        t = calendar.event_day(index_day + start, h, focus, e) - index_day
+        t = np.maximum(np.ceil(t), start)
         hit = active & (t < end)
         los = np.ceil(rng.gamma(1.5, model.mean_los_days / 1.5, len(people)))
         rows.append(pd.DataFrame({"row": np.flatnonzero(hit), "seq": seq, "t": t[hit], "los": los[hit]}))
         start = np.where(hit, t + los, start)
         active = hit & (start < end)
     det = pd.concat(rows, ignore_index=True)
-    det["focus"] = people["focus"].to_numpy()[det["row"]]
+    det["focus"] = focus[det["row"]]
     return det
-
-
-def piecewise_exponential_time(h, eff, change, rng) -> np.ndarray:
-    """Event time with hazard ``h`` before ``change`` and ``h*eff`` after (inverse cumulative hazard)."""
-    e = rng.exponential(1.0, len(h))
-    change = np.maximum(change, 0.0)
-    before = e < h * change
-    return np.where(before, e / h, change + (e - h * change) / (h * eff))
 
 
 def detention_records(people, det, follow, spec, model, rng):
@@ -450,10 +497,12 @@ def simulate_patient_experience(people, index, spec, model, rng) -> pd.DataFrame
 
 
 def recorded_ethnicity(true_codes: np.ndarray, day: np.ndarray, spec, model, rng) -> np.ndarray:
-    """Recorded code: the true code with probability rising linearly over the window, else Z/99/empty."""
+    """Recorded code: the true code with probability rising linearly over the window (faster after go-live)."""
     w0, w1 = _day(model.window_start), _day(model.window_end)
     frac = np.clip((day - w0) / (w1 - w0), 0, 1)
     p_rec = spec.completeness_start + (spec.completeness_end - spec.completeness_start) * frac
+    after = np.clip((day - _day(spec.pcref_go_live)) / DAYS_PER_YEAR, 0, None)
+    p_rec = np.minimum(p_rec + model.recording_gain_after_go_live_per_year * after, 0.995)
     recorded = rng.random(len(true_codes)) < p_rec
     split = model.unrecorded_split
     unrec = rng.choice(list(split), size=len(true_codes), p=np.array(list(split.values())))

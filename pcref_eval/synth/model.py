@@ -17,8 +17,9 @@ Model (per person in contact with services, one site):
 - **Restrictive interventions**: Poisson per occupied bed day, rate by group, reduced by
   ``ri_implementation_effect`` for focus groups after go-live; type mix by group.
 - **Referral source**: category shares (GP, self, carer, justice E1-E6, emergency department) by group.
-- **Ethnicity recording**: the share recorded falls linearly from the site's start to end
-  completeness over the study window; unrecorded values are Z, 99 or empty.
+- **Ethnicity recording**: the share recorded rises linearly from the site's start to end
+  completeness over the study window, faster after go-live (``recording_gain_after_go_live_per_year``);
+  unrecorded values are Z, 99 or empty.
 - **Experience and outcomes**: positive-rating probability and mean paired HoNOS change by group.
 """
 
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import date
+
+import numpy as np
 
 #: Detailed-code -> simulation group used for hazards (PCREF focus groups kept separate).
 SIM_GROUP = {
@@ -36,6 +39,13 @@ SIM_GROUP = {
     "R": "Other", "S": "Other",
 }
 FOCUS_GROUPS = ("Black African", "Black Caribbean", "Black Mixed", "Black Other")
+
+#: NHS England's published Black/White MHA detention rate ratio by financial year (April start):
+#: 2018-19 to 2024-25 (2022-23 is the first year on Census 2021 denominators; 2023-24 standardised).
+NHSE_BLACK_WHITE_DETENTION_RATIO = {2018: 4.2, 2019: 4.4, 2020: 4.6, 2021: 4.7, 2022: 3.5, 2023: 3.54, 2024: 4.0}
+#: The national mandate: PCREF in the NHS Standard Contract for every mental health trust.
+NATIONAL_MANDATE = date(2024, 4, 1)
+SITE_ROLES = ("pilot", "comparison")
 
 
 @dataclass(frozen=True)
@@ -52,8 +62,9 @@ class SiteSpec:
     completeness_start: float  # share of people with a stated ethnic category at window start
     completeness_end: float
     imd_mean: float  # mean IMD decile of the catchment (1 most deprived)
-    icb: str = ""  # ODS code of a real ICB with a similar ethnic mix (benchmarking against NHS England)
-    ods_code: str = ""  # ODS code of a real trust in that ICB
+    role: str = "pilot"  # "pilot" (early implementer) or "comparison" (goes live at the mandate or later)
+    icb: str = ""  # ICB (2024) NHS code of the catchment (Census 2021 ICB file, icb24_code_nhs), e.g. QMF
+    ods_code: str = ""  # ODS code of a real mental health trust in that ICB (benchmarking against NHS England)
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,21 @@ class SimulationModel:
     log_hr_age_per_decade: float = -0.10
     log_hr_male: float = 0.25
     log_hr_imd_per_decile_more_deprived: float = 0.05
-    implementation_effect: float = 0.70  # multiplies focus-group detention hazard after go-live
+    implementation_effect: float = 0.70  # median full PCREF effect on the focus-group detention hazard
+    implementation_effect_site_sd: float = 0.10  # SD across sites of the log full effect (heterogeneity)
+    implementation_ramp_months: float = 12.0  # the log effect builds up linearly over this many months
+    # national calendar-time path of the focus/White gap: the focus hazard is multiplied by
+    # (path(t) / path(reference year)) ** strength * trend_per_year ** (years since window start)
+    national_gap_path: dict = field(default_factory=lambda: dict(NHSE_BLACK_WHITE_DETENTION_RATIO))
+    national_gap_reference_year: int = 2021  # detention_hr holds in this financial year
+    national_gap_strength: float = 1.0  # 0: no national path
+    national_trend_per_year: float = 1.0  # extra log-linear trend of the gap (0.92 = -8% a year)
+    shock_start: date = date(2021, 4, 1)  # COVID-like shock common to all sites
+    shock_end: date = date(2021, 12, 31)
+    shock_all_factor: float = 0.90  # multiplies everyone's detention hazard during the shock
+    shock_focus_factor: float = 1.15  # additionally multiplies the focus-group hazard (the gap)
+    site_drift_sd_per_year: float = 0.02  # SD across sites of a linear drift of the log gap (per year)
+    recording_gain_after_go_live_per_year: float = 0.04  # extra share recorded per year after go-live
     death_rate_per_year_at_40: float = 0.004
     log_death_hr_per_decade: float = 0.45
     referral_mean_duration_days: float = 420.0
@@ -115,36 +140,67 @@ class SimulationModel:
         """JSON-ready dict (dates as ISO strings)."""
         return _iso(asdict(self))
 
+    @classmethod
+    def static(cls, **changes) -> "SimulationModel":
+        """The model without calendar-time change: no national path, trend, shock or drift; one effect.
+
+        Under it a site's before/after comparison is unbiased for ``implementation_effect``
+        (the generator's behaviour before issue 11).
+        """
+        base = dict(implementation_effect_site_sd=0.0, implementation_ramp_months=0.0, national_gap_strength=0.0,
+                    national_trend_per_year=1.0, shock_all_factor=1.0, shock_focus_factor=1.0,
+                    site_drift_sd_per_year=0.0, recording_gain_after_go_live_per_year=0.0)
+        return cls(**{**base, **changes})
+
+
+#: The demo's sites, in one place: (name, weight (share of people), catchment for weight x 100,000 people,
+#: Black share, Asian share, go-live, ethnicity recorded at window start and end, mean IMD decile, role,
+#: ICB 2024 NHS code).
+#: Four pilot-like early implementers, one comparison trust going live at the national mandate and
+#: one whose go-live falls after the study window (never live within it). ICB codes are real
+#: (Census 2021 ICB file, ``icb24_code_nhs``) and chosen for a plausible ethnic mix.
+SITE_TEMPLATES = (
+    ("Inner-city trust", 0.40, 1_000_000, 0.25, 0.15, date(2022, 10, 1), 0.82, 0.95, 3.2, "pilot", "QKK"),
+    ("Metropolitan trust", 0.30, 750_000, 0.12, 0.18, date(2023, 4, 1), 0.85, 0.93, 4.5, "pilot", "QHL"),
+    ("Urban and suburban trust", 0.20, 500_000, 0.07, 0.08, date(2023, 10, 1), 0.88, 0.94, 5.5, "pilot", "QOP"),
+    ("Town and rural trust", 0.10, 250_000, 0.03, 0.03, date(2024, 4, 1), 0.80, 0.90, 6.5, "pilot", "QKS"),
+    ("Mandate comparison trust", 0.13, 325_000, 0.09, 0.10, NATIONAL_MANDATE, 0.84, 0.92, 4.8, "comparison",
+     "QUA"),
+    ("Late comparison trust", 0.20, 500_000, 0.14, 0.12, date(2025, 10, 1), 0.83, 0.92, 4.0, "comparison",
+     "QWE"),
+)
+#: A real mental health trust (ODS code) in each template's ICB, named in site.yml for benchmarking.
+TEMPLATE_TRUSTS = {"QKK": "RV5", "QHL": "RXT", "QOP": "RXV", "QKS": "RXY", "QUA": "TAJ", "QWE": "RQY"}
+#: Pilot sites only (the demo before comparison sites were added).
+N_PILOT_TEMPLATES = 4
+
 
 def default_sites(total_people: int = 100_000, n_sites: int = 4) -> list[SiteSpec]:
-    """Pilot-like sites of different sizes and ethnic mixes; the first is inner-city (~25% Black).
+    """Sites of different sizes and ethnic mixes from :data:`SITE_TEMPLATES`; the first is inner-city (~25% Black).
 
-    With more than four sites (national scale) the four templates repeat with staggered go-lives.
+    ``n_sites`` <= 6 takes the first templates (4: the pilots only; 6: the demo with its two comparison
+    sites). With more (national scale) the six templates repeat with go-lives staggered by a month
+    (comparison sites keep the mandate date or later).
     """
-    templates = [
-        ("Inner-city trust", 0.40, 1_000_000, 0.25, 0.15, date(2022, 10, 1), 0.82, 0.95, 3.2),
-        ("Metropolitan trust", 0.30, 750_000, 0.12, 0.18, date(2023, 4, 1), 0.85, 0.93, 4.5),
-        ("Urban and suburban trust", 0.20, 500_000, 0.07, 0.08, date(2023, 10, 1), 0.88, 0.94, 5.5),
-        ("Town and rural trust", 0.10, 250_000, 0.03, 0.03, date(2024, 4, 1), 0.80, 0.90, 6.5),
-    ]
-    # real ICBs (and a mental health trust in each) whose Census 2021 mix is like each template's
-    template_ods = [("QKK", "RV5"), ("QHL", "RXT"), ("QOP", "RXV"), ("QKS", "RXY")]
-    weights = [templates[i % 4][1] for i in range(n_sites)]
+    k = len(SITE_TEMPLATES)
+    weights = [SITE_TEMPLATES[i % k][1] for i in range(n_sites)]
     scale = total_people / sum(weights)
+    cum = np.rint(np.cumsum(weights) * scale).astype(int)  # rounded cumulatively: sizes add up to the total
+    sizes = np.diff(np.concatenate([[0], cum]))
     sites = []
     for i in range(n_sites):
-        name, w, catch, black, asian, go_live, c0, c1, imd = templates[i % 4]
-        if n_sites > 4:
-            name = f"{name} {i // 4 + 1}"
-            go_live = _shift_months(go_live, (i // 4) % 3)
-        people = int(round(w * scale))
+        name, w, catch, black, asian, go_live, c0, c1, imd, role, icb = SITE_TEMPLATES[i % k]
+        if n_sites > k:
+            name = f"{name} {i // k + 1}"
+            go_live = _shift_months(go_live, (i // k) % 3)
+        people = int(sizes[i])
         sites.append(SiteSpec(
             # catchment scales with the people simulated, keeping the template's contact rate
             site_id=f"site_{_letters(i)}", name=name, people=people,
             catchment=int(round(catch * people / (w * 100_000))),
             black_share=black, asian_share=asian, pcref_go_live=go_live,
-            completeness_start=c0, completeness_end=c1, imd_mean=imd,
-            icb=template_ods[i % 4][0], ods_code=template_ods[i % 4][1],
+            completeness_start=c0, completeness_end=c1, imd_mean=imd, role=role, icb=icb,
+            ods_code=TEMPLATE_TRUSTS.get(icb, ""),
         ))
     return sites
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from pcref_eval.synth import generate
+from pcref_eval.synth.model import SimulationModel
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +32,9 @@ def clean_dir(tmp_path_factory) -> Path:
 def small_site_master(tmp_path_factory) -> Path:
     """One small clean site (2,000 people) to copy and corrupt."""
     out = tmp_path_factory.mktemp("small")
-    generate(out, n_sites=1, people=2_000, seed=5, faults=False)
+    # static model: recording as before issue 11 (no faster recording after go-live), so the site stays
+    # below the 90% ethnicity-recorded threshold and validation has a real warning to report
+    generate(out, n_sites=1, people=2_000, seed=5, faults=False, model=SimulationModel.static())
     return out / "site_a"
 
 

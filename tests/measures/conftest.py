@@ -190,9 +190,12 @@ def synthetic(tmp_path_factory):
     from pcref_eval.extract import load_site
     from pcref_eval.measures.compute import MeasureSettings, compute_measures
     from pcref_eval.synth.generate import generate
+    from pcref_eval.synth.model import SimulationModel
 
     out = tmp_path_factory.mktemp("synth")
-    generate(out, n_sites=1, people=SYNTH_PEOPLE, seed=SYNTH_SEED, fmt="parquet")
+    # static model: the single-site ITS is a before/after design, unbiased only when nothing but PCREF
+    # changes the gap on the calendar (issue 11 added calendar-time change to the default model)
+    generate(out, n_sites=1, people=SYNTH_PEOPLE, seed=SYNTH_SEED, fmt="parquet", model=SimulationModel.static())
     truth = json.loads((out / "truth.json").read_text())
     site = load_site(out / "site_a")
     settings = MeasureSettings(code_lists={"detention_codes": DEFAULT_DETENTION_CODES,

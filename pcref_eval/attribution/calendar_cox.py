@@ -1,0 +1,230 @@
+"""A triple difference in hazards: Cox model on calendar time, stratified by site.
+
+Time to first detention is modelled on the calendar (days since the window start), with delayed
+entry at each person's index referral (counting-process rows (entry, exit]) and one baseline
+hazard per site (strata), so everything that moves every group's detention hazard at a site, on
+any calendar day, is absorbed. Among people in the PCREF focus groups and the reference group::
+
+    log h_i(t) = log h0_site(t) + a_site * focus_i                      site's own gap
+                 + g_quarter(t) * focus_i                               national gap path, shocks
+                 + sum_{c,b} d_{c,b} * focus_i * live_{c,b}(t)          PCREF, by adoption cohort c
+                 + age, sex, deprivation                                and year since go-live b
+
+``g_quarter`` (one term per calendar quarter) is identified by sites that are not yet live
+(not-yet-live pilots and comparison trusts) and sites never live in the window; ``d_{c,b}`` is
+the change in the focus/reference hazard ratio of sites going live in month ``c``, ``b`` years
+after go-live, relative to what the comparison sites show for the same calendar quarters (the
+interaction-weighted idea of Sun and Abraham (2021) applied to hazards: one term per cohort and
+event year, so already-live sites never serve as controls). The headline effect is their
+average weighted by focus-group person-days at risk in each cell, with a delta-method SE
+(:func:`pcref_eval.attribution.aggregate.weighted_effect`).
+
+Assumptions: parallel trends in the log focus/reference hazard ratio between sites (absent
+PCREF, each site's gap would have moved like the comparison sites' gap, quarter by quarter), no
+anticipation before go-live, and proportional hazards within the quarter. Quarters in which every
+site is live have no comparison and are left out (follow-up censored at their start).
+
+The engine is the project's Cox (:func:`pcref_eval.survival.cox.cox`: start/stop rows, strata,
+Efron ties; the design is built as one float64 array and handed to ``CoxProblem``/``fit_problem``
+without DataFrame copies). Only focus-group rows are split (at calendar quarters and event years): reference
+rows have no time-varying term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pcref_eval.attribution.aggregate import WeightedEffect, weighted_effect
+from pcref_eval.attribution.design import NEVER, StaggeredDesign, control_quarters
+from pcref_eval.survival.cox import CoxProblem, CoxResult, fit_problem
+
+EVENT_YEAR_BINS = 3  # years since go-live 0, 1, 2+ (the last bin open-ended)
+
+
+@dataclass
+class CalendarCoxResult:
+    """The fitted model, the cohort x event-year effects with their weights, and the aggregate."""
+
+    model: CoxResult
+    cells: pd.DataFrame  # term, cohort, event_year, coef, se, focus_days, focus_events
+    effect: WeightedEffect
+    by_event_year: pd.DataFrame  # event_year, log_estimate, se, focus_days, focus_events
+    dropped_quarters: list[str]
+
+
+def split_rows(ac: pd.DataFrame, design: StaggeredDesign) -> pd.DataFrame:
+    """Counting-process rows: reference people whole, focus people split at quarters and event years.
+
+    Adds columns ``start``, ``stop`` (calendar days), ``month`` (month index at the row's start).
+    """
+    bounds = design.month_days
+    quarter_cuts = bounds[:-1][::3][1:]
+    parts = [ac[ac["focus"] == 0].assign(start=lambda d: d["entry"], stop=lambda d: d["exit"])]
+    for site, part in ac[ac["focus"] == 1].groupby("site_id", sort=True):
+        g = design.go_live_month(site)
+        cuts = set(quarter_cuts.tolist())
+        if g != NEVER:
+            cuts |= {bounds[m] for m in range(g, design.n_months, 12)}
+        parts.append(_split(part, np.array(sorted(cuts))))
+    rows = pd.concat(parts, ignore_index=True)
+    rows["month"] = np.clip(np.searchsorted(bounds, rows["start"].to_numpy(), side="right") - 1, 0,
+                            design.n_months - 1)
+    return rows
+
+
+def _split(part: pd.DataFrame, cuts: np.ndarray) -> pd.DataFrame:
+    """Split (entry, exit] at ``cuts`` strictly inside; the event stays on the last piece."""
+    entry, exit_ = part["entry"].to_numpy(), part["exit"].to_numpy()
+    i0 = np.searchsorted(cuts, entry, side="right")
+    i1 = np.searchsorted(cuts, exit_, side="left")
+    n_pieces = np.maximum(i1 - i0, 0) + 1
+    row = np.repeat(np.arange(len(part)), n_pieces)
+    k = np.arange(len(row)) - np.repeat(np.cumsum(n_pieces) - n_pieces, n_pieces)  # piece number
+    cut_idx = i0[row] + k
+    start = np.where(k == 0, entry[row], cuts[np.clip(cut_idx - 1, 0, len(cuts) - 1)])
+    last = k == n_pieces[row] - 1
+    stop = np.where(last, exit_[row], cuts[np.clip(cut_idx, 0, len(cuts) - 1)])
+    out = part.iloc[row].reset_index(drop=True)
+    out["start"], out["stop"] = start, stop
+    out["event"] = np.where(last, out["event"].to_numpy(), 0).astype(np.int8)
+    return out
+
+
+def _restrict_to_control_quarters(rows: pd.DataFrame, design: StaggeredDesign) -> tuple[pd.DataFrame, list[str]]:
+    """Censor follow-up at the first quarter in which every site is live (no comparison left)."""
+    keep_q = control_quarters(design, sorted(rows["site_id"].unique()))
+    n_q = int(design.quarter_of_month(np.array([design.n_months - 1]))[0]) + 1
+    dropped = [q for q in range(n_q) if q not in set(keep_q.tolist())]
+    if not dropped:
+        return rows, []
+    cut = design.month_days[3 * min(dropped)]
+    rows = rows[rows["start"] < cut].copy()
+    over = rows["stop"] > cut
+    rows.loc[over, "stop"] = cut
+    rows.loc[over, "event"] = 0
+    return rows, [design.quarter_label(q) for q in dropped]
+
+
+def treatment_cells(rows: pd.DataFrame, design: StaggeredDesign, bins: int = EVENT_YEAR_BINS) -> pd.Series:
+    """Label "cohort|event_year" of focus rows after their site's go-live (else empty)."""
+    go = rows["site_id"].map({s: design.go_live_month(s) for s in rows["site_id"].unique()}).to_numpy()
+    since = rows["month"].to_numpy() - go
+    live = (rows["focus"].to_numpy() == 1) & (go != NEVER) & (since >= 0)
+    year = np.minimum(np.where(live, since, 0) // 12, bins - 1)
+    cohort = rows["site_id"].map({s: design.adoption_cohort(s) for s in rows["site_id"].unique()}).astype(str)
+    label = cohort.str.cat(pd.Series(year, index=rows.index).astype(str), sep="|")
+    return label.where(live, "")
+
+
+def _merge_empty_cells(label: pd.Series, rows: pd.DataFrame) -> pd.Series:
+    """Fold an event-year cell with no focus events into the previous year of the same cohort."""
+    label = label.copy()
+    while True:
+        ev = rows.loc[label != "", "event"].groupby(label[label != ""]).sum()
+        empty = [c for c, v in ev.items() if v == 0 and int(c.split("|")[1]) > 0]
+        if not empty:
+            return label
+        c = empty[0]
+        cohort, year = c.split("|")
+        label = label.where(label != c, f"{cohort}|{int(year) - 1}")
+
+
+@dataclass
+class CalendarCoxData:
+    """Counting-process rows and design of the calendar-time Cox model (restricted: patient-level).
+
+    ``X`` is one float64 Fortran-order array (rows x covariates), so the fit makes no DataFrame
+    copies of it (a national design is millions of rows by about a hundred covariates).
+    """
+
+    X: np.ndarray
+    covariates: list[str]
+    rows: pd.DataFrame  # site_id, focus, start, stop, event, month, ...
+    cell_label: pd.Series  # "cohort|event_year" of each row ("" when not live or not focus)
+    cell_names: list[str]
+    dropped_quarters: list[str]
+
+    @property
+    def data(self) -> pd.DataFrame:
+        """The design as a DataFrame with ``_start``, ``_stop``, ``_event``, ``_site`` (for cross-checks)."""
+        df = pd.DataFrame(self.X, columns=self.covariates)
+        df["_start"], df["_stop"] = self.rows["start"].to_numpy(), self.rows["stop"].to_numpy()
+        df["_event"], df["_site"] = self.rows["event"].to_numpy(), self.rows["site_id"].to_numpy()
+        return df
+
+
+def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = True,
+                      bins: int = EVENT_YEAR_BINS) -> CalendarCoxData:
+    """Split rows and build the model's covariates (focus x site, focus x quarter, PCREF cells, adjustment)."""
+    rows = split_rows(ac, design)
+    rows, dropped = _restrict_to_control_quarters(rows, design)
+    rows = rows[rows["stop"] > rows["start"]].reset_index(drop=True)
+    focus = rows["focus"].to_numpy() == 1
+    site = rows["site_id"].to_numpy()
+    quarter = design.quarter_of_month(rows["month"].to_numpy())
+    label = _merge_empty_cells(treatment_cells(rows, design, bins), rows)
+    cell_names = sorted(c for c in label.unique() if c)
+    lab = label.to_numpy()
+    columns = [(f"focus:site[{s}]", lambda s=s: focus & (site == s)) for s in sorted(set(site.tolist()))]
+    columns += [(f"focus:quarter[{design.quarter_label(q)}]", lambda q=q: focus & (quarter == q))
+                for q in sorted(set(quarter[focus].tolist()))[1:]]
+    columns += [(f"pcref[{c}]", lambda c=c: lab == c) for c in cell_names]
+    if adjust:
+        columns += [(name, lambda v=v: v) for name, v in _adjustment(rows).items()]
+    X = np.empty((len(rows), len(columns)), order="F")
+    names = []
+    for name, make in columns:
+        col = make()
+        if len(col) and (col != col[0]).any():  # constant columns are not estimable
+            X[:, len(names)] = col
+            names.append(name)
+    return CalendarCoxData(X[:, :len(names)], names, rows, label, cell_names, dropped)
+
+
+def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = True,
+                      bins: int = EVENT_YEAR_BINS) -> CalendarCoxResult:
+    """Fit the calendar-time Cox model (see module docstring) and aggregate the PCREF effect."""
+    cd = calendar_cox_data(ac, design, adjust, bins)
+    rows, label = cd.rows, cd.cell_label
+    levels, codes = np.unique(rows["site_id"].to_numpy(), return_inverse=True)
+    problem = CoxProblem(cd.X, rows["stop"].to_numpy(float), rows["event"].to_numpy(float), codes,
+                         rows["start"].to_numpy(float), "efron")
+    cd.X = None  # the problem holds its own sorted copy: free ours before the fit
+    model = fit_problem(problem, cd.covariates, strata=list(levels))
+    days = (rows["stop"] - rows["start"]).groupby(label).sum()
+    events = rows["event"].groupby(label).sum()
+    terms = [f"pcref[{c}]" for c in cd.cell_names if f"pcref[{c}]" in cd.covariates]
+    cells = pd.DataFrame({
+        "term": terms,
+        "cohort": [t[6:-1].split("|")[0] for t in terms],
+        "event_year": [int(t[6:-1].split("|")[1]) for t in terms],
+        "coef": model.coef[terms].to_numpy(),
+        "se": np.sqrt(np.diag(model.variance.loc[terms, terms].to_numpy())),
+        "focus_days": [float(days[t[6:-1]]) for t in terms],
+        "focus_events": [int(events[t[6:-1]]) for t in terms],
+    })
+    effect = weighted_effect(model.coef[terms], model.variance.loc[terms, terms], cells["focus_days"].to_numpy())
+    by_year = []
+    for year, part in cells.groupby("event_year"):
+        w = weighted_effect(model.coef[part["term"]], model.variance.loc[part["term"], part["term"]],
+                            part["focus_days"].to_numpy())
+        by_year.append({"event_year": int(year), "log_estimate": w.log_estimate, "se": w.se,
+                        "focus_days": float(part["focus_days"].sum()), "focus_events": int(part["focus_events"].sum())})
+    return CalendarCoxResult(model=model, cells=cells, effect=effect, by_event_year=pd.DataFrame(by_year),
+                             dropped_quarters=cd.dropped_quarters)
+
+
+def _adjustment(rows: pd.DataFrame) -> dict:
+    """Age (per 10 years), sex (female, other vs male) and deprivation (linear, with a missing indicator)."""
+    imd = rows["imd_decile"].to_numpy(float)
+    sex = pd.Series(rows["sex"]).astype("string").fillna("other").to_numpy()
+    return {
+        "age_per_10y": (rows["age"].to_numpy(float) - 40) / 10,
+        "female": (sex == "2").astype(float),
+        "other_gender": (~np.isin(sex, ["1", "2"])).astype(float),
+        "imd_more_deprived_per_decile": np.nan_to_num(5.5 - imd),
+        "imd_missing": np.isnan(imd).astype(float),
+    }

@@ -1,0 +1,158 @@
+"""Replicates of the simulation study: generate, build cohorts, estimate, record; parallel and resumable.
+
+Each replicate simulates the scenario's sites with its own seed (``[base_seed, scenario index,
+replicate]``), writes the three tables the cohort needs to a temporary folder, builds the cohort
+exactly as a run does (:func:`pcref_eval.cohort.build_cohort`), and calls the estimators directly
+(no notebooks). One JSON line per replicate is appended to ``<out>/replicates.jsonl``; a re-run
+skips replicates already there, so an interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pcref_eval.simulate.scenarios import scenarios
+
+ESTIMATORS = {
+    "calendar_cox": "Calendar-time Cox, triple difference (comparison sites)",
+    "event_study": "Event study, interaction-weighted rate ratio (comparison sites)",
+    "naive": "Naive before/after (own go-live only)",
+}
+TABLES_NEEDED = ("people", "referrals", "mha_episodes")
+RESULTS = "replicates.jsonl"
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Size of the study: replicates per scenario, people per replicate, seed, scenarios, workers."""
+
+    replicates: int = 50
+    people: int = 40_000
+    seed: int = 20261201
+    scenario_names: tuple[str, ...] = tuple(scenarios())
+    workers: int = 2
+
+
+def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
+    """Simulate one replicate of a scenario and return every estimator's log estimate, SE and the truth."""
+    from pcref_eval.attribution.calendar_cox import calendar_time_cox
+    from pcref_eval.attribution.design import analysis_cohort, cells, design_from_sites
+    from pcref_eval.attribution.event_study import event_study
+    from pcref_eval.attribution.naive import naive_before_after
+    from pcref_eval.cohort import build_cohort
+    from pcref_eval.config import CohortConfig, EthnicityConfig, StudyConfig
+    from pcref_eval.extract import load_site
+    from pcref_eval.synth.calendar import average_effect_on_treated, site_parameters
+    from pcref_eval.synth.generate import simulate_site, write_site
+
+    names = list(scenarios())
+    sc = scenarios()[scenario_name]
+    model = sc.model
+    specs = sc.sites(people)
+    rep_seed = [seed, names.index(scenario_name), rep]
+    effects = site_parameters(len(specs), model, int(np.random.default_rng(rep_seed).integers(2**31)))
+    t0 = time.perf_counter()
+    cohorts, go_live, true_eff, true_w = [], {}, {}, {}
+    with tempfile.TemporaryDirectory(prefix="pcref-sim-") as tmp:
+        for i, (spec, eff) in enumerate(zip(specs, effects)):
+            tables, population, summary = simulate_site(spec, model, np.random.default_rng([*rep_seed, i]), eff,
+                                                         cohort_tables_only=True)
+            folder = Path(tmp) / spec.site_id
+            write_site(folder, spec, model, {k: tables[k] for k in TABLES_NEEDED}, population, "parquet")
+            site = load_site(folder, tables=list(TABLES_NEEDED))
+            cohorts.append(build_cohort(site, StudyConfig(), CohortConfig(), EthnicityConfig())[0])
+            go_live[spec.site_id] = spec.pcref_go_live
+            true_eff[spec.site_id] = {int(k): v for k, v in summary["pcref"]["effect_by_event_month"].items()}
+            true_w[spec.site_id] = {int(k): v for k, v in summary["pcref"]["focus_person_days_by_event_month"].items()}
+    cohort = pd.concat(cohorts, ignore_index=True)
+    truth = average_effect_on_treated(true_eff, true_w)
+    design = design_from_sites(go_live, model.window_start, model.extract_date)
+    ac = analysis_cohort(cohort, "White British", model.window_start)
+    out = {"scenario": scenario_name, "rep": rep, "people": people, "truth": truth, "log_truth": float(np.log(truth))}
+    fits = {
+        "calendar_cox": lambda: calendar_time_cox(ac, design).effect,
+        "event_study": lambda: event_study(cells(ac, design), design).effect,
+        "naive": lambda: naive_before_after(cohort, go_live, "White British"),
+    }
+    for name, fit in fits.items():
+        try:
+            eff = fit()
+            out[name] = {"log_estimate": eff.log_estimate, "se": eff.se}
+        except Exception as exc:  # a replicate where a model cannot be fitted is recorded, not hidden
+            out[name] = {"log_estimate": None, "se": None, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+def _job(args) -> dict:
+    return replicate(*args)
+
+
+def done_keys(path: Path) -> set[tuple[str, int, int]]:
+    """(scenario, replicate, people) already recorded in a results file."""
+    if not path.exists():
+        return set()
+    keys = set()
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            keys.add((r["scenario"], r["rep"], r["people"]))
+    return keys
+
+
+def run_study(out: Path, settings: StudySettings, echo=print) -> Path:
+    """Run every missing replicate (in a process pool of ``settings.workers``); return the results file."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RESULTS
+    done = done_keys(path)
+    # replicate-major order: an interrupted study has about as many replicates of every scenario
+    jobs = [(s, r, settings.people, settings.seed) for r in range(settings.replicates)
+            for s in settings.scenario_names if (s, r, settings.people) not in done]
+    echo(f"{len(done)} replicate(s) already done; {len(jobs)} to run with {settings.workers} worker(s)")
+    if not jobs:
+        return path
+    t0 = time.perf_counter()
+    with path.open("a") as fh:
+        if settings.workers > 1:
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+            os.environ.setdefault("OMP_NUM_THREADS", "1")
+            with ProcessPoolExecutor(max_workers=settings.workers) as pool:
+                futures = [pool.submit(_job, j) for j in jobs]
+                for k, f in enumerate(as_completed(futures), 1):
+                    _record(fh, f.result(), k, len(jobs), t0, echo)
+        else:
+            for k, j in enumerate(jobs, 1):
+                _record(fh, _job(j), k, len(jobs), t0, echo)
+    return path
+
+
+def _record(fh, result: dict, k: int, n: int, t0: float, echo) -> None:
+    fh.write(json.dumps(result) + "\n")
+    fh.flush()
+    if k % 10 == 0 or k == n:
+        echo(f"  {k}/{n} replicates ({time.perf_counter() - t0:.0f} s)")
+
+
+def load_results(path: Path, people: int | None = None) -> pd.DataFrame:
+    """One row per replicate x estimator: scenario, rep, estimator, log_estimate, se, log_truth."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        if people is not None and r["people"] != people:
+            continue
+        for name in ESTIMATORS:
+            e = r.get(name) or {}
+            rows.append({"scenario": r["scenario"], "rep": r["rep"], "estimator": name,
+                         "log_estimate": e.get("log_estimate"), "se": e.get("se"), "log_truth": r["log_truth"],
+                         "error": e.get("error")})
+    return pd.DataFrame(rows)

@@ -1,0 +1,53 @@
+"""Released attribution tables: every column declared once; model outputs blanked on small counts."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pytest
+
+from pcref_eval.attribution import attribute, event_study_table, event_year_table, headline_table
+from pcref_eval.attribution.tables import MAIN_LABEL, design_text, headline_text, pretrend_text
+from pcref_eval.disclosure import DisclosurePolicy
+from pcref_eval.publish import Publisher
+
+
+@pytest.fixture(scope="module")
+def att(demo):
+    cohort, go_live, _ = demo
+    return attribute(cohort, go_live, "White British", date(2021, 4, 1), date(2025, 4, 30))
+
+
+def _declared(agg):
+    cols = [*agg.counts, *agg.denominators, *agg.derived, *agg.model, *agg.labels]
+    return sorted(cols)
+
+
+@pytest.mark.parametrize("make", [lambda a: headline_table(a, 7), lambda a: event_study_table(a.event_study, 7),
+                                  lambda a: event_year_table(a.cox, 7)])
+def test_every_column_is_declared_exactly_once(att, make):
+    agg = make(att)
+    assert _declared(agg) == sorted(agg.data.columns)
+
+
+def test_model_outputs_are_blanked_when_counts_are_small(att):
+    agg = headline_table(att, threshold=10**9)
+    assert agg.data[["estimate", "lower", "upper", "p"]].isna().all().all()
+    es = event_study_table(att.event_study, threshold=10**9).data
+    assert es[["ratio_change", "lower", "upper"]].isna().all().all()
+
+
+def test_released_through_the_publisher_with_rounded_counts(att, tmp_path):
+    for d in ("restricted/tables", "release/tables", "release/figures"):
+        (tmp_path / d).mkdir(parents=True)
+    pub = Publisher(tmp_path, "all", DisclosurePolicy.opensafely(), display=False)
+    rt = pub.release_table(headline_table(att, 7), "pcref_effect", "caption")
+    assert (rt.data["focus_detentions_live"] % 5 == 0).all()
+    main = rt.data.set_index("estimator").loc[MAIN_LABEL]
+    assert main["lower"] < main["estimate"] < main["upper"]
+    text = headline_text(rt.data)
+    assert f"{main['estimate']:.2f}" in text and "naive" in text
+    assert "not yet live" in design_text(att) and "site_f" in design_text(att)
+    assert "Pre-trend check" in pretrend_text(att.event_study)
+    assert np.isfinite(att.event_study.pretrend_p)
