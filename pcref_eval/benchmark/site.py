@@ -159,7 +159,8 @@ def site_benchmark(site, mha: MhaAnnual, detention_codes: list[str], policy: Dis
         blocks.append(pd.concat([df, pub[PUBLISHED_COLUMNS]], axis=1))
     table = pd.concat(blocks, ignore_index=True)
     agg = Aggregate(table, counts=["site_count", "site_white_count"], derived=DERIVED,
-                    denominators=["site_population", "site_white_population"], model=PUBLISHED_COLUMNS,
+                    denominators=["site_population", "site_white_population"],
+                    model={c: [] for c in PUBLISHED_COLUMNS},  # published figures: rest on no site count
                     labels=LABELS)
     return agg, period
 

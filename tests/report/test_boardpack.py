@@ -111,12 +111,16 @@ def test_what_changed_since_the_previous_run(board_run, tmp_path):
     old = pd.read_csv(run_dir / "release" / "tables" / "site_a_board_summary.csv")
     row = old.index[old["measure"] == board.row("detentions").measure][0]
     old.loc[row, "vs_reference_12m"] -= 0.5
-    old.loc[row, "variation"] = "special cause concern high"
+    current = str(old.loc[row, "variation"])  # plant a reading different from this run's
+    planted = "special cause improvement low" if current == "special cause concern high" else "special cause concern high"
+    old.loc[row, "variation"] = planted
     old.to_csv(prev / "release" / "tables" / "site_a_board_summary.csv", index=False)
     changes = D.previous_changes(board, prev)
     assert changes[0] == f"Compared with run {prev.name}:"
     assert any(board.row("detentions").measure in c and "→" in c for c in changes)
-    assert any("was “getting worse (higher)”" in c for c in changes)
+    from pcref_eval.boardpack.icons import icon_label
+    was = icon_label(planted.replace(" ", "_")).lower()
+    assert any(f"was “{was}”" in c for c in changes), changes
 
 
 def test_previous_run_found_through_the_registry(tmp_path):
