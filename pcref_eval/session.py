@@ -121,7 +121,8 @@ def _start_interactive(config: EvaluationConfig, config_path: str | Path, pub: P
         "Outputs of an interactive (JupyterLab) session: NOT a release.\n"
         "They are checked like a release after every cell that publishes (a failing check withholds this folder),\n"
         "but only the release/ folder of a `pcref-eval run` (or `make run`), checked at its end, may leave the\n"
-        f"secure environment. Re-check by hand with: pcref-eval check-release {pub.run_dir.resolve()}\n")
+        "secure environment. Re-check by hand with: pcref-eval check-release <the folder holding this release/>\n"
+        "(no server path is written here: the release check refuses absolute paths in released text)\n")
     InteractiveReleaseCheck(pub).register()
 
 
