@@ -369,16 +369,22 @@ def _col(df: pd.DataFrame, name: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Ratio:
-    """``scale * numerator / denominator`` (a percentage with ``scale=100``; NaN where the denominator is 0)."""
+class _NumeratorOverDenominator:
+    """A value recomputed from one released numerator and one released denominator column."""
 
     numerator: str
     denominator: str
-    scale: float = 1.0
 
     @property
     def sources(self) -> list[str]:
         return [self.numerator, self.denominator]
+
+
+@dataclass(frozen=True)
+class Ratio(_NumeratorOverDenominator):
+    """``scale * numerator / denominator`` (a percentage with ``scale=100``; NaN where the denominator is 0)."""
+
+    scale: float = 1.0
 
     def compute(self, df: pd.DataFrame) -> np.ndarray:
         x, n = _col(df, self.numerator), _col(df, self.denominator)
@@ -387,18 +393,12 @@ class Ratio:
 
 
 @dataclass(frozen=True)
-class Proportion:
+class Proportion(_NumeratorOverDenominator):
     """``numerator / denominator`` x ``scale`` (100: percentage); ``interval`` 'lower'/'upper' = Wilson limit."""
 
-    numerator: str
-    denominator: str
     scale: float = 100.0
     interval: str | None = None
     conf: float = 0.95
-
-    @property
-    def sources(self) -> list[str]:
-        return [self.numerator, self.denominator]
 
     def compute(self, df: pd.DataFrame) -> np.ndarray:
         from pcref_eval.rates import wilson_limits
@@ -414,20 +414,14 @@ class Proportion:
 
 
 @dataclass(frozen=True)
-class Rate:
+class Rate(_NumeratorOverDenominator):
     """Crude rate ``numerator / (denominator x years) x per``; ``interval`` 'lower'/'upper': exact Poisson
     limits below 10 events, Byar's from 10 (PHEindicatormethods)."""
 
-    numerator: str
-    denominator: str
     per: float = 100_000
     years: float = 1.0
     interval: str | None = None
     conf: float = 0.95
-
-    @property
-    def sources(self) -> list[str]:
-        return [self.numerator, self.denominator]
 
     def compute(self, df: pd.DataFrame) -> np.ndarray:
         from pcref_eval.rates import poisson_limits
