@@ -366,8 +366,10 @@ def dsr(
       - "dobson" (default): Dobson et al. (1991) with Byar's limits for the total count X,
         DSR + sqrt(V/X) (X_lim - X), V = sum_i (w_i/sum w)^2 x_i / n_i^2 (PHEindicatormethods
         ``calculate_dsr``).
-      - "normal": DSR -/+ z sqrt(V), the normal approximation (same variance V) used for the
-        published interval of NHS England's Mental Health Act standardised rates.
+      - "normal": DSR -/+ z sqrt(V), the normal approximation with the same Poisson variance V.
+        This is not NHS England's published Mental Health Act interval, whose variance is
+        binomial, sum_i w_i^2 r_i (1 - r_i) / n_i: use ``pcref_eval.benchmark.nhse.nhse_dsr``
+        to reproduce NHS England's figures.
 
     As PHEindicatormethods, value and limits are NaN when the total count is below
     ``min_count`` (10), with the reason in ``note``; missing counts are treated as zero;
