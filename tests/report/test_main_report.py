@@ -239,4 +239,33 @@ def test_six_site_demo_main_report_is_at_most_30_pages(tmp_path):
                     "Limitations", "Benchmark against NHS England"):
         assert heading in html, heading
     assert "appendix-sites.html" in html and "appendix-data-quality.html" in html
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["steps"]["release_check"]["status"] == "ok", manifest["steps"]["release_check"]
+    assert_reviewer_faults_gone(release, DEMO_SITES)
     shutil.rmtree(data)
+
+
+def assert_reviewer_faults_gone(release, n_sites: int) -> None:
+    """Issue 14's reviewer-visible faults, checked on a real multi-site report and its appendices."""
+    import re
+    texts = {}
+    for stem in ("report", "appendix-sites", "appendix-data-quality"):
+        soup = BeautifulSoup((release / f"{stem}.html").read_text(encoding="utf-8"), "html.parser")
+        text = soup.get_text(" ", strip=True)
+        texts[stem] = text
+        assert not re.search(r"(?:Table|Figure) \d+\.\s+(?:Table|Figure)\s*\d+[:.]", text), stem  # double numbering
+        assert not re.search(r"\ba (?:increase|improvement)\b", text), stem
+        assert "expect_" not in text, stem
+        for table in soup.select("table.pcref-table"):
+            heads = [th.get_text(" ", strip=True) for th in table.find("tr").find_all(["th", "td"])]
+            p_cols = [i for i, h in enumerate(heads) if re.fullmatch(r"p|p value|.* p|.* p value", h)]
+            for tr in table.find_all("tr")[1:]:
+                cells = [td.get_text(strip=True) for td in tr.find_all(["td", "th"])]
+                assert not any(re.fullmatch(r"0\.0+", cells[i]) for i in p_cols if i < len(cells)), table["id"]
+                if "rate ratio" in heads and cells and cells[0] == "White British":
+                    assert cells[heads.index("rate ratio")] == "reference", table.get("data-pcref-table")
+    glance = " ".join(t.get_text(" ", strip=True) for t in BeautifulSoup(
+        (release / "report.html").read_text(encoding="utf-8"), "html.parser").select("table.glance-table"))
+    assert glance and not re.search(r"Not stated|Not known|Missing", glance)
+    assert "Why two sets of groups" in texts["report"]
+    assert texts["appendix-sites"].count("Benchmark against NHS England's published figures") == n_sites
