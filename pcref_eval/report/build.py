@@ -34,7 +34,7 @@ from pcref_eval.report import methods as M
 from pcref_eval.report import render as R
 from pcref_eval.report import summary as S
 from pcref_eval.report.assemble import CleanStats, html_cell, html_output, notebook_sections, place_section
-from pcref_eval.report.routing import benchmark_summary_table, route_sections
+from pcref_eval.report.routing import benchmark_summary_table, change_rows, csv_only_html, route_sections
 
 log = logging.getLogger("pcref_eval.report")
 
@@ -583,7 +583,8 @@ def assemble_documents(ctx: ReportContext, strict: bool = True, formats=("html",
     by_doc: dict[str, list] = {MAIN: [], SITES: [], DQ: []}
     for sec in cross_sections:
         by_doc[CHAPTER_DOCUMENT.get(sec.chapter, MAIN)].append(sec)
-    routed = route_sections(by_doc[MAIN], [s["id"] for s in ctx.sites], lambda: benchmark_summary_outputs(ctx))
+    routed = route_sections(by_doc[MAIN], [s["id"] for s in ctx.sites], lambda: benchmark_summary_outputs(ctx),
+                            {"all_sensitivity": lambda meta: change_table_outputs(ctx, meta)})
     by_doc[MAIN] = routed.main
 
     # ---- main report
@@ -739,15 +740,37 @@ def benchmark_summary_outputs(ctx: ReportContext) -> list:
     if table is None:
         return []
     model = [c for c in table.columns if ":" in c]
+    years = " and ".join(table.attrs.get("years", []))
     rt = ctx.publisher("summary").release_table(
         Aggregate(table, [], model=model, labels=[c for c in table.columns if c not in model]), "benchmark_by_site",
-        "Black or Black British / White rate ratio at each site (95% CI) beside its ICB's and England's published "
-        "ratios (NHS England Mental Health Act statistics). Copied from each site's released benchmark table, which "
-        "has the rates and all five groups (Appendix A).", section="Benchmark against NHS England")
+        f"Black or Black British / White rate ratio at each site{', ' + years + ',' if years else ''} (95% CI) beside "
+        "its ICB's and England's published ratios (NHS England Mental Health Act statistics). Copied from each "
+        "site's released benchmark table, which has the rates and all five groups (Appendix A).",
+        section="Benchmark against NHS England")
     return [html_output(f"<div class='table-wrap'>{rt.html}</div>", "table"),
             html_output(f"<p>Each site's full benchmark table (rates per 100,000 and ratios for every group, beside its "
                         f"ICB and England) is in <a href='{SITES}.html'>{escape(DOCUMENT_TITLES[SITES])}</a>, under "
                         "the site.</p>", "note")]
+
+
+def change_table_outputs(ctx: ReportContext, meta: dict) -> list:
+    """A long "before / after / ratio" table shown by its ratio rows only (e.g. one row per sensitivity
+    analysis), copied from the released table; the full table is released as CSV only."""
+    from pcref_eval.publish import Aggregate
+    stem = meta.get("name", "")
+    table = change_rows(ctx.release, stem)
+    if table is None:
+        return [html_output(csv_only_html(meta), "csv-only")]
+    labels = [c for c in table.columns if c == "analysis"]
+    model = [c for c in table.columns if c not in labels]
+    table[model] = table[model].apply(pd.to_numeric, errors="coerce")
+    caption = meta.get("caption", "").rstrip(".")
+    rt = ctx.publisher("summary").release_table(
+        Aggregate(table, [], model=model, labels=labels), f"{stem.removeprefix('all_')}_ratio",
+        f"{caption}: the ratio of hazard ratios (after / before go-live) of each analysis, copied from the full table "
+        f"(tables/{stem}.csv), which also gives the hazard ratios before and after and the detentions they rest on.",
+        section=meta.get("section", "Results"), decimals=3)
+    return [html_output(f"<div class='table-wrap'>{rt.html}</div>", "table")]
 
 
 def _generic_title(title: str | None, chapter: str) -> bool:

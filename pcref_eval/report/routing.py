@@ -68,11 +68,15 @@ def csv_only_html(meta: dict) -> str:
             f"{escape(meta.get('caption', '').rstrip('.'))}.</p>")
 
 
-def route_sections(sections: list[Section], site_ids, summary: Callable[[], list] | None = None) -> Routed:
+def route_sections(sections: list[Section], site_ids, summary: Callable[[], list] | None = None,
+                   compact: dict[str, Callable[[dict], list]] | None = None) -> Routed:
     """Move per-site benchmark tables to Appendix A and long tables to CSV only.
 
     ``summary()`` returns the outputs shown where the first per-site table was (called once).
+    ``compact``: {table stem: f(metadata) -> outputs} shown instead of that table (a shorter table copied
+    from it); the full table is then released as CSV only.
     """
+    compact = compact or {}
     routed = Routed([])
     summary_done = False
     for sec in sections:
@@ -99,6 +103,10 @@ def route_sections(sections: list[Section], site_ids, summary: Callable[[], list
                     carry = None
                     continue
                 carry = None
+                if name in compact:
+                    kept += compact[name](meta)
+                    routed.csv_only.append(name)
+                    continue
                 if name and CSV_ONLY.match(name):
                     kept.append(html_output(csv_only_html(meta), "csv-only"))
                     routed.csv_only.append(name)
@@ -145,16 +153,17 @@ def _ratio_text(row) -> str:
 def benchmark_summary_table(release: Path, site_ids) -> pd.DataFrame | None:
     """One row per site: its Black/White ratio per measure (95% CI) beside its ICB's and England's published
     ratios, copied from the released per-site benchmark tables (no new estimate; printed to 2 decimals)."""
-    rows = []
+    rows, years = [], set()
     for sid in site_ids:
         path = release / "tables" / f"all_benchmark_{sid}.csv"
         if not path.exists():
             continue
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
         row: dict = {"site": sid}
+        years.update(df["period"])
         for _, r in df[df["group"] == BENCHMARK_GROUP].iterrows():
             m = MEASURE_SHORT.get(r["measure"], r["measure"].lower())
-            row.update({"ICB": r["icb"], "year": r["period"], f"{m}: site ratio (95% CI)": _ratio_text(r),
+            row.update({"ICB": r["icb"], f"{m}: site ratio (95% CI)": _ratio_text(r),
                         f"{m}: ICB ratio (published)": _number(r.get("icb_ratio", "")) or "not published",
                         f"{m}: England ratio (published, standardised)":
                             _number(r.get("england_std_ratio", "")) or "not published"})
@@ -162,4 +171,25 @@ def benchmark_summary_table(release: Path, site_ids) -> pd.DataFrame | None:
     if not rows:
         return None
     table = pd.DataFrame(rows).fillna("not available")
-    return table[[c for c in table.columns if not (table[c] == "not published").all()]]
+    table = table[[c for c in table.columns if not (table[c] == "not published").all()]]
+    table.attrs["years"] = sorted(years)  # the financial year(s) measured, for the caption
+    return table
+
+
+def change_rows(release: Path, stem: str, label: str = "quantity") -> pd.DataFrame | None:
+    """The rows of a released table whose ``label`` says it is a ratio of periods ("Ratio of hazard ratios
+    (after / before)"), without that label or the count columns: e.g. one row per sensitivity analysis."""
+    from pcref_eval.report.summary import CHANGE_LABEL
+    path = release / "tables" / f"{stem}.csv"
+    if not path.exists():
+        return None
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if label not in df.columns:
+        return None
+    rows = df[df[label].map(lambda v: bool(CHANGE_LABEL.search(v)))]
+    keep = [c for c in df.columns if c == "analysis" or c in ("estimate", "lower", "upper", "pi_lower", "pi_upper",
+                                                                 "tau2")]
+    if rows.empty or "estimate" not in keep:
+        return None
+    out = rows[keep].reset_index(drop=True)
+    return out[[c for c in out.columns if (out[c] != "").any()]]

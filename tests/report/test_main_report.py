@@ -160,6 +160,30 @@ def test_benchmark_summary_copies_released_values(tmp_path):
     assert row["CTOs: site ratio (95% CI)"] == "not shown (too few people)"
     assert row["CTOs: England ratio (published, standardised)"] == "7.07"
     assert "CTOs: ICB ratio (published)" not in t.columns  # not published for any site: no column
+    assert t.attrs["years"] == ["2023/24"] and "year" not in t.columns  # the year goes in the caption
+
+
+def test_long_before_after_table_is_shown_by_its_ratio_rows(tmp_path):
+    """The sensitivity table (before, after and their ratio per analysis) shown by one ratio row per analysis,
+    copied from the released CSV; the full table is then CSV only."""
+    from pcref_eval.report.routing import change_rows, route_sections
+    (tmp_path / "tables").mkdir()
+    rows = []
+    for analysis, ratio in (("Main analysis", "0.626"), ("Leaving out site_a", "0.811")):
+        rows += [{"analysis": analysis, "quantity": "Hazard ratio before go-live", "people": "73510",
+                  "estimate": "2.451", "lower": "2.264", "upper": "2.654", "pi_lower": ""},
+                 {"analysis": analysis, "quantity": "Ratio of hazard ratios (after / before)", "people": "73510",
+                  "estimate": ratio, "lower": "0.555", "upper": "0.964", "pi_lower": ""}]
+    pd.DataFrame(rows).to_csv(tmp_path / "tables" / "all_sensitivity.csv", index=False)
+    t = change_rows(tmp_path, "all_sensitivity")
+    assert list(t.columns) == ["analysis", "estimate", "lower", "upper"]  # no counts; empty columns dropped
+    assert t["estimate"].tolist() == ["0.626", "0.811"]
+    cell = nbformat.v4.new_code_cell(source="")
+    cell.outputs = [_table_out("all_sensitivity", "Sensitivity analyses")]
+    routed = route_sections([Section("S", 2, "results", [cell])], [],
+                            compact={"all_sensitivity": lambda meta: [html_output(f"<p>COMPACT {meta['name']}</p>")]})
+    assert routed.csv_only == ["all_sensitivity"]
+    assert routed.main[0].cells[0].outputs[0]["data"]["text/html"] == "<p>COMPACT all_sensitivity</p>"
 
 
 def test_site_benchmark_goes_to_appendix_and_out_of_the_key_findings(run_copy):
