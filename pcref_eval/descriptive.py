@@ -6,6 +6,7 @@ All outputs are aggregate counts with derived percentages/rates, ready for
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from pcref_eval.cohort import STATUS_DEATH, STATUS_DETENTION
@@ -83,6 +84,8 @@ def crude_rates_by_group(events: pd.DataFrame, population: pd.DataFrame, scheme:
     Denominator: catchment population x study years. Groups without a population (not stated,
     not known, missing ethnicity) keep their counts but have no rate: their people are part of the
     other groups' denominators, so recorded-group rates are underestimates where recording is incomplete.
+    The reference group has no rate ratio (a ratio to itself is 1 by definition and its interval means
+    nothing): its ``comparison`` label says "reference"; other groups with a ratio say "vs <reference>".
     """
     from pcref_eval.rates import rate, rate_ratio
 
@@ -100,6 +103,7 @@ def crude_rates_by_group(events: pd.DataFrame, population: pd.DataFrame, scheme:
                         ref["events"].iloc[0], ref["person_years"].iloc[0], conf=conf)
         df.loc[has_pop, ["rate_ratio", "rr_lower", "rr_upper"]] = rr[["value", "lower", "upper"]].to_numpy()
     df["group"] = df["group"].astype(str)
+    df = mark_reference_row(df, reference, ["rate_ratio", "rr_lower", "rr_upper"])
     derived = {"rate": Rate("events", "population", PER_100K, years, conf=conf),
                "rate_lower": Rate("events", "population", PER_100K, years, "lower", conf),
                "rate_upper": Rate("events", "population", PER_100K, years, "upper", conf),
@@ -107,7 +111,25 @@ def crude_rates_by_group(events: pd.DataFrame, population: pd.DataFrame, scheme:
                "rr_lower": RateRatio("events", "population", "group", reference, "lower", conf),
                "rr_upper": RateRatio("events", "population", "group", reference, "upper", conf)}
     return Aggregate(df.drop(columns=["person_years"]), ["events"], derived, denominators=["population"],
-                     labels=["group"])
+                     labels=["group", "comparison"])
+
+
+def mark_reference_row(df: pd.DataFrame, reference: str, ratio_cols: list[str],
+                       group_col: str = "group") -> pd.DataFrame:
+    """Blank the reference group's ratio and interval and add a ``comparison`` label column: "reference"
+    on its row, "vs <reference>" where a ratio is given, empty elsewhere.
+
+    The publisher releases a derived value only where the table holds one, so the blank stays blank.
+    """
+    out = df.copy()
+    for col in ratio_cols:
+        if col not in out:
+            out[col] = float("nan")
+    is_ref = out[group_col].astype(str) == str(reference)
+    out.loc[is_ref, ratio_cols] = float("nan")
+    has_ratio = out[ratio_cols[0]].notna()
+    out["comparison"] = np.where(is_ref, "reference", np.where(has_ratio, f"vs {reference}", ""))
+    return out
 
 
 def flow_aggregate(flow: pd.DataFrame) -> Aggregate:

@@ -155,6 +155,7 @@ def site_benchmark(site, mha: MhaAnnual, detention_codes: list[str], policy: Dis
             rr = rate_ratio(rel[okr], n[okr], np.full(okr.sum(), ref_x), np.full(okr.sum(), ref_n), conf=conf)
             df.loc[okr, ["site_ratio", "site_ratio_lower", "site_ratio_upper"]] = \
                 rr[["value", "lower", "upper"]].to_numpy()
+            df.loc[df["group"] == REFERENCE, ["site_ratio_lower", "site_ratio_upper"]] = np.nan  # 1 by definition
         pub = published_comparators(mha, measure, icb).reset_index(drop=True)
         blocks.append(pd.concat([df, pub[PUBLISHED_COLUMNS]], axis=1))
     table = pd.concat(blocks, ignore_index=True)

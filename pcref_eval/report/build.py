@@ -33,7 +33,8 @@ from pcref_eval.disclosure import DisclosurePolicy, Proportion
 from pcref_eval.report import methods as M
 from pcref_eval.report import render as R
 from pcref_eval.report import summary as S
-from pcref_eval.report.assemble import CleanStats, html_cell, notebook_sections, place_section
+from pcref_eval.report.assemble import CleanStats, html_cell, html_output, notebook_sections, place_section
+from pcref_eval.report.routing import benchmark_summary_table, change_rows, csv_only_html, route_sections
 
 log = logging.getLogger("pcref_eval.report")
 
@@ -60,6 +61,15 @@ class ReportContext:
     synthetic: bool
     built_at: datetime
     stats: CleanStats = field(default_factory=CleanStats)
+    publishers: dict = field(default_factory=dict)
+
+    def publisher(self, prefix: str):
+        """The build's one Publisher per prefix (a second one would rewrite ``release/index/<prefix>.json``
+        without the first one's entries)."""
+        from pcref_eval.publish import Publisher
+        if prefix not in self.publishers:
+            self.publishers[prefix] = Publisher(self.run_dir, prefix, self.policy, display=False)
+        return self.publishers[prefix]
 
     @property
     def release(self) -> Path:
@@ -210,13 +220,19 @@ VERDICT_HTML = {"higher": "<span class='worse'>higher</span>", "lower": "<span c
                 "unclear": "<span class='unclear'>no clear difference</span>"}
 
 
-def key_findings(ctx: ReportContext) -> list:
-    """The at-a-glance box and forest plot from released cross-site ratio tables (plus a released CSV)."""
-    from pcref_eval.publish import Aggregate, Publisher
+def key_findings(ctx: ReportContext, exclude: set[str] | frozenset = frozenset()) -> list:
+    """The at-a-glance box and forest plot from released cross-site ratio tables (plus a released CSV).
+
+    ``exclude``: table stems left out (per-site tables moved to Appendix A, long tables released as CSV
+    only): the summary summarises the main report's cross-site results, not one site's benchmark.
+    """
+    from pcref_eval.publish import Aggregate
     index_path = ctx.release / "index" / "all.json"
     if not index_path.exists():
         return []
     index = json.loads(index_path.read_text())
+    index = {**index, "entries": [e for e in index.get("entries", [])
+                                  if f"{index.get('prefix', 'all')}_{e.get('name')}" not in exclude]}
     ref = ctx.reference
     rows, used = S.ratio_rows(ctx.release, index, ref)
     trends = S.trend_entries(index)
@@ -224,7 +240,7 @@ def key_findings(ctx: ReportContext) -> list:
         return []
     cells = []
     parts = ["<div class='key-findings'>"]
-    pub = Publisher(ctx.run_dir, "summary", ctx.policy, display=False)
+    pub = ctx.publisher("summary")
     overall = [r for r in rows if r.period is None]
     if overall:
         top = max(overall, key=lambda r: r.ratio if r.verdict == "higher" else 0)
@@ -334,7 +350,7 @@ def _period_changes(rows: list[S.RatioRow], ref: str) -> str:
 
 def dq_cells(ctx: ReportContext, site: dict) -> list:
     """A site's data-quality summary: contract status, aggregated checks (released), pointer to the restricted report."""
-    from pcref_eval.publish import Aggregate, Publisher
+    from pcref_eval.publish import Aggregate
     cells = []
     contracts = site.get("contracts") or {}
     status = contracts.get("status")
@@ -353,7 +369,7 @@ def dq_cells(ctx: ReportContext, site: dict) -> list:
         cells.append(html_cell("".join(parts), "dq"))
         parts = []
         if not failing.empty:
-            pub = Publisher(ctx.run_dir, f"dq_{site['id']}", ctx.policy, display=False)
+            pub = ctx.publisher(f"dq_{site['id']}")
             failing = failing.reset_index(drop=True)
             rt = pub.release_table(Aggregate(failing, ["rows_failing"],
                                              labels=[c for c in failing.columns if c != "rows_failing"]), "failed_checks",
@@ -365,7 +381,7 @@ def dq_cells(ctx: ReportContext, site: dict) -> list:
         if parts:
             cells.append(html_cell("".join(parts), "dq"))
             parts = []
-        pub = Publisher(ctx.run_dir, f"dq_{site['id']}", ctx.policy, display=False)
+        pub = ctx.publisher(f"dq_{site['id']}")
         rt = pub.release_table(Aggregate(completeness, ["recorded", "total"],
                                          {"recorded_pct": Proportion("recorded", "total")},
                                          labels=[c for c in completeness.columns
@@ -512,7 +528,8 @@ def documents_list_html(formats, board_sites: list[str]) -> str:
     def links(stem):
         return " · ".join(f"<a href='{stem}.{f}'>{f.upper()}</a>" for f in fmts)
     items = [f"<li><strong>{escape(DOCUMENT_TITLES[SITES])}</strong> ({links(SITES)}): every site's cohort, "
-             "detention rates, survival analysis, board measures and implementation effect.</li>",
+             "detention rates, survival analysis, board measures, implementation effect and benchmark against NHS "
+             "England.</li>",
              f"<li><strong>{escape(DOCUMENT_TITLES[DQ])}</strong> ({links(DQ)}): data checks, ethnicity recording "
              "completeness, input file hashes and software versions.</li>"]
     if board_sites:
@@ -520,7 +537,8 @@ def documents_list_html(formats, board_sites: list[str]) -> str:
         items.append(f"<li><strong>Board packs</strong> (HTML and PDF, at most 4 pages each): {packs}; and the "
                      "<a href='board/cross-site-summary.html'>one-page cross-site summary</a>.</li>")
     items.append(f"<li><strong>All released tables</strong> as CSV in <code>tables/</code>, with their captions in "
-                 f"<code>{CATALOGUE_FILE}</code> and <code>captions/</code>.</li>")
+                 f"<code>{CATALOGUE_FILE}</code> and <code>captions/</code>; the longest (every ICB's published "
+                 "figures, quarter-by-quarter event-study estimates) are released as CSV only.</li>")
     return "<ul class='documents'>" + "".join(items) + "</ul>"
 
 
@@ -565,6 +583,9 @@ def assemble_documents(ctx: ReportContext, strict: bool = True, formats=("html",
     by_doc: dict[str, list] = {MAIN: [], SITES: [], DQ: []}
     for sec in cross_sections:
         by_doc[CHAPTER_DOCUMENT.get(sec.chapter, MAIN)].append(sec)
+    routed = route_sections(by_doc[MAIN], [s["id"] for s in ctx.sites], lambda: benchmark_summary_outputs(ctx),
+                            {"all_sensitivity": lambda meta: change_table_outputs(ctx, meta)})
+    by_doc[MAIN] = routed.main
 
     # ---- main report
     cells = [html_cell(title_page(ctx), "title-page"), html_cell("<nav class='toc' id='toc'></nav>", "toc")]
@@ -579,7 +600,7 @@ def assemble_documents(ctx: ReportContext, strict: bool = True, formats=("html",
     for sec in [x for x in by_doc[MAIN] if x.chapter == "summary"]:
         cells += place_section(sec, 2, drop_heading=True)
     cells += core_measures_cells(ctx)
-    cells += key_findings(ctx)
+    cells += key_findings(ctx, {*routed.moved, *routed.csv_only})
     cells.append(html_cell(unrecorded_note(ctx), "summary"))
     cells.append(html_cell(not_analysed_callout(ctx), "summary"))
     cells.append(html_cell("<h3>Appendices and other documents</h3>" + documents_list_html(formats, board_sites or []),
@@ -642,6 +663,9 @@ def assemble_documents(ctx: ReportContext, strict: bool = True, formats=("html",
         for sec in site_nbs[s["id"]][2]:
             if sec.chapter not in ("dq", "limitations"):
                 cells += place_section(sec, 3)
+        if routed.by_site.get(s["id"]):
+            cells.append(html_cell("<h3>Benchmark against NHS England's published figures</h3>", "site"))
+            cells += routed.by_site[s["id"]]
     sites_doc = _document(ctx, cells, SITES)
 
     # ---- appendix B: data quality and provenance
@@ -683,7 +707,7 @@ def appendix_title(ctx: ReportContext, stem: str) -> str:
 
 def implementation_cells(ctx: ReportContext) -> list:
     """Level change at go-live in every measure's focus/reference ratio, site by site (released ITS tables)."""
-    from pcref_eval.publish import Aggregate, Publisher
+    from pcref_eval.publish import Aggregate
     frames = []
     for s in ctx.sites:
         path = ctx.release / "tables" / f"{s['id']}_implementation_effect.csv"
@@ -699,7 +723,7 @@ def implementation_cells(ctx: ReportContext) -> list:
                      and pd.notna(r.level_change_lower) else "not estimable", axis=1)
     wide = long.assign(cell=fmt).pivot(index="measure", columns="site", values="cell")
     wide = wide.reindex(list(dict.fromkeys(long["measure"]))).reset_index()
-    pub = Publisher(ctx.run_dir, "summary", ctx.policy, display=False)
+    pub = ctx.publisher("summary")
     sites = [c for c in wide.columns if c != "measure"]
     rt = pub.release_table(Aggregate(wide, [], model=sites, labels=["measure"]), "implementation_by_site",
                            "Level change at go-live in each measure's Black (all focus groups) / "
@@ -707,6 +731,46 @@ def implementation_cells(ctx: ReportContext) -> list:
                            "fell). Copied from each site's released implementation-effect table.",
                            section="Implementation effect")
     return [html_cell(f"<div class='table-wrap'>{rt.html}</div>", "table")]
+
+
+def benchmark_summary_outputs(ctx: ReportContext) -> list:
+    """The main report's one benchmark table across sites (in place of each site's table, now in Appendix A)."""
+    from pcref_eval.publish import Aggregate
+    table = benchmark_summary_table(ctx.release, [s["id"] for s in ctx.sites if s["analysed"]])
+    if table is None:
+        return []
+    model = [c for c in table.columns if ":" in c]
+    years = " and ".join(table.attrs.get("years", []))
+    rt = ctx.publisher("summary").release_table(
+        Aggregate(table, [], model=model, labels=[c for c in table.columns if c not in model]), "benchmark_by_site",
+        f"Black or Black British / White rate ratio at each site{', ' + years + ',' if years else ''} (95% CI) beside "
+        "its ICB's and England's published ratios (NHS England Mental Health Act statistics). Copied from each "
+        "site's released benchmark table, which has the rates and all five groups (Appendix A).",
+        section="Benchmark against NHS England")
+    return [html_output(f"<div class='table-wrap'>{rt.html}</div>", "table"),
+            html_output(f"<p>Each site's full benchmark table (rates per 100,000 and ratios for every group, beside its "
+                        f"ICB and England) is in <a href='{SITES}.html'>{escape(DOCUMENT_TITLES[SITES])}</a>, under "
+                        "the site.</p>", "note")]
+
+
+def change_table_outputs(ctx: ReportContext, meta: dict) -> list:
+    """A long "before / after / ratio" table shown by its ratio rows only (e.g. one row per sensitivity
+    analysis), copied from the released table; the full table is released as CSV only."""
+    from pcref_eval.publish import Aggregate
+    stem = meta.get("name", "")
+    table = change_rows(ctx.release, stem)
+    if table is None:
+        return [html_output(csv_only_html(meta), "csv-only")]
+    labels = [c for c in table.columns if c == "analysis"]
+    model = [c for c in table.columns if c not in labels]
+    table[model] = table[model].apply(pd.to_numeric, errors="coerce")
+    caption = meta.get("caption", "").rstrip(".")
+    rt = ctx.publisher("summary").release_table(
+        Aggregate(table, [], model=model, labels=labels), f"{stem.removeprefix('all_')}_ratio",
+        f"{caption}: the ratio of hazard ratios (after / before go-live) of each analysis, copied from the full table "
+        f"(tables/{stem}.csv), which also gives the hazard ratios before and after and the detentions they rest on.",
+        section=meta.get("section", "Results"), decimals=3)
+    return [html_output(f"<div class='table-wrap'>{rt.html}</div>", "table")]
 
 
 def _generic_title(title: str | None, chapter: str) -> bool:

@@ -132,6 +132,7 @@ def finalize_html(html: str) -> tuple[str, list[CatalogueEntry]]:
             table["class"] = list(dict.fromkeys([*table.get("class", []), "wide"]))
     for table in soup.select("table.pcref-table"):
         _p_values_below_precision(table)
+        _reference_rows(table)
         _mdc_icon_cells(table)
     catalogue: list[CatalogueEntry] = []
     names: dict[str, CatalogueEntry] = {}
@@ -242,6 +243,33 @@ def _p_values_below_precision(table) -> None:
                 m = ZEROS.match(cells[i].get_text(strip=True))
                 if m:
                     cells[i].string = f"<0.{'0' * (len(m.group(1)) - 1)}1"
+
+
+RATIO_HEADER = re.compile(r"^(?:\w+ )?(?:rate ratio|ratio|hazard ratio|odds ratio|rr|hr|irr)$", re.IGNORECASE)
+INTERVAL_HEADER = re.compile(r"\b(lower|upper|lcl|ucl)\b", re.IGNORECASE)
+
+
+def _reference_rows(table) -> None:
+    """The reference group's row (its ``comparison`` cell says "reference"): the ratio cell reads "reference"
+    and the interval cells are left empty, rather than a dash or a ratio of the group to itself."""
+    header = table.find("tr")
+    if header is None:
+        return
+    heads = [th.get_text(" ", strip=True) for th in header.find_all(["th", "td"])]
+    if "comparison" not in heads:
+        return
+    ratio = next((i for i, h in enumerate(heads) if RATIO_HEADER.match(h)), None)
+    if ratio is None:
+        return
+    intervals = [i for i, h in enumerate(heads) if i > ratio and INTERVAL_HEADER.search(h)]
+    where = heads.index("comparison")
+    for tr in table.find_all("tr")[1:]:
+        cells = tr.find_all(["td", "th"])
+        if len(cells) == len(heads) and cells[where].get_text(strip=True) == "reference":
+            cells[ratio].string = "reference"
+            cells[ratio]["class"] = ["reference"]
+            for i in intervals:
+                cells[i].string = ""
 
 
 def _mdc_icon_cells(table) -> None:

@@ -179,6 +179,11 @@ def forest_plot(rows: list[RatioRow], reference: str):
         for r, lab in zip(rows, labels):
             if r.measure != m:
                 continue
+            if r.ratio <= 0:  # a ratio of 0 has no place on a log scale: say so on its row
+                yticks.append(y)
+                ylabels.append(f"{lab} (ratio 0, not drawn)")
+                y -= 1
+                continue
             ax.errorbar(r.ratio, y, xerr=[[max(r.ratio - r.lower, 0)], [max(r.upper - r.ratio, 0)]], fmt="o", color=colour,
                         ecolor=colour, capsize=3, markersize=5, label=m if first else None)
             first = False
@@ -188,10 +193,9 @@ def forest_plot(rows: list[RatioRow], reference: str):
         y -= 0.6
     ax.axvline(1, color="#4C6272", linewidth=1, linestyle="--")
     ax.set_xscale("log")
-    lo = min(r.lower for r in rows)
-    hi = max(r.upper for r in rows)
-    ax.set_xlim(min(lo * 0.8, 0.8), max(hi * 1.25, 1.25))
-    ticks = [t for t in (0.25, 0.5, 1, 2, 3, 5, 10, 20) if min(lo * 0.8, 0.8) <= t <= max(hi * 1.25, 1.25)]
+    left, right = log_axis_limits(rows)
+    ax.set_xlim(left, right)
+    ticks = [t for t in (0.25, 0.5, 1, 2, 3, 5, 10, 20) if left <= t <= right]
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{t:g}" for t in ticks])
     ax.minorticks_off()
@@ -206,6 +210,15 @@ def forest_plot(rows: list[RatioRow], reference: str):
                   bbox_to_anchor=(0.45, -0.14), ncol=1)
     fig.tight_layout()
     return fig
+
+
+def log_axis_limits(rows: list[RatioRow]) -> tuple[float, float]:
+    """x limits of a log-scale forest plot: from the smallest positive bound (a lower limit of 0, e.g. a ratio
+    with no events in a group, cannot be placed on a log axis; its bar runs to the edge) to the largest,
+    always including 0.8-1.25 around the line of no difference."""
+    lows = [v for r in rows for v in (r.lower, r.ratio) if np.isfinite(v) and v > 0]
+    highs = [v for r in rows for v in (r.upper, r.ratio) if np.isfinite(v) and v > 0]
+    return min([x * 0.8 for x in lows] + [0.8]), max([x * 1.25 for x in highs] + [1.25])
 
 
 def _short(text: str, n: int = 90) -> str:

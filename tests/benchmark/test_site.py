@@ -88,6 +88,8 @@ def test_site_figures_come_from_released_counts_and_published_figures_are_carrie
     assert det.loc["Black or Black British", "site_rate"] == pytest.approx(10 / 40_000 * 1e5, abs=0.005)
     assert det.loc["White", "site_count"] == 40
     assert det.loc["Black or Black British", "site_ratio"] == pytest.approx((10 / 40_000) / (40 / 100_000), abs=0.006)
+    # the reference group: ratio 1 by definition, with no interval of a ratio to itself (issue 14)
+    assert det.loc["White", "site_ratio"] == 1 and det.loc["White", ["site_ratio_lower", "site_ratio_upper"]].isna().all()
     # groups with no detentions: zero is released (describes nobody), rate 0
     assert det.loc["Mixed", "site_count"] == 0 and det.loc["Mixed", "site_rate"] == 0
     # CTO: one Black CTO is redacted, and so are its rate and the ratios vs a redacted White count

@@ -142,7 +142,7 @@ def _cross_notebook(config, cohorts, sites, run_dir):
     per_period = {c: (replace(v, years=years / 2) if isinstance(v, Rate) else replace(v, by=("period",)))
                   for c, v in agg.derived.items()}
     by_period = Aggregate(pd.concat(parts, ignore_index=True), ["events"], per_period, denominators=["population"],
-                          labels=["group", "period"])
+                          labels=["group", "comparison", "period"])
     header = nbformat.v4.new_code_cell(source="x.pub.note(header)")
     header.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": "# Evaluation: all sites\n\n"
                                                                                      "Sites analysed: two."},
