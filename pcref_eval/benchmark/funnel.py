@@ -176,7 +176,7 @@ def plot_funnels(table: pd.DataFrame, targets: dict, highlight: list[str] | tupl
 
     def rate_re(x):
         half = z998 * np.sqrt(theta_f * PER / x + targets["tau2_rate"])
-        return theta_f - half, theta_f + half
+        return np.maximum(theta_f - half, 0.0), theta_f + half  # a rate is never below 0
 
     panels = [
         (axes[0], "focus_population", "focus_rate", theta_f,
@@ -209,6 +209,8 @@ def plot_funnels(table: pd.DataFrame, targets: dict, highlight: list[str] | tupl
         ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7, frameon=False)

@@ -90,3 +90,23 @@ def test_no_overdispersion_when_units_vary_by_chance_alone():
     phi, tau2 = overdispersion(y, theta, np.sqrt(theta * 1e5 / n))
     # winsorising shrinks phi below 1 under the null (Spiegelhalter 2005); no between-unit variance is found
     assert 0.5 < phi < 1.1 and tau2 == 0.0
+
+
+def test_rate_funnel_never_plots_below_zero():
+    """The overdispersed 99.8% lower limit of a rate is clipped at 0 and the rate axis starts at 0."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pcref_eval.benchmark.funnel import plot_funnels
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MhaLabelWarning)
+        mha = latest(load_mha())
+    table, targets = icb_funnel(mha, "All detentions")
+    fig = plot_funnels(table, targets, highlight=["QKK"])
+    rate_ax = fig.axes[0]
+    assert rate_ax.get_ylim()[0] == 0
+    assert min(np.nanmin(line.get_ydata()) for line in rate_ax.get_lines()) >= 0
+    plt.close(fig)
