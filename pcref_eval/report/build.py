@@ -282,7 +282,8 @@ def key_findings(ctx: ReportContext, exclude: set[str] | frozenset = frozenset()
                          f"(<a class='xref' data-ref='{escape(stem, quote=True)}'>table</a>): {line}</p>")
     others = [e for e in trends if e not in described and e.get("files")]
     if others:
-        refs = "; ".join(f"<a class='xref' data-ref='{escape(Path(e['files'][0]).stem, quote=True)}'>"
+        refs = "; ".join(f"<a class='xref' data-ref='{escape(Path(e['files'][0]).stem, quote=True)}' "
+                         f"data-kind='{escape(e.get('kind', 'table'), quote=True)}'>"
                          f"{escape(e.get('kind', 'table'))}</a> ({escape(_measure_label(e.get('caption', e['name'])))})"
                          for e in others[:6])
         parts.append(f"<p>Change over time is also shown in {refs}.</p>")

@@ -136,6 +136,7 @@ def finalize_html(html: str) -> tuple[str, list[CatalogueEntry]]:
         _mdc_icon_cells(table)
     catalogue: list[CatalogueEntry] = []
     names: dict[str, CatalogueEntry] = {}
+    by_kind: dict[tuple[str, str], CatalogueEntry] = {}
     for n, table in enumerate(soup.select("table.pcref-table, table.report-table"), 1):
         cap = table.find("caption")
         text = ""
@@ -153,6 +154,7 @@ def finalize_html(html: str) -> tuple[str, list[CatalogueEntry]]:
         catalogue.append(entry)
         if entry.name:
             names[entry.name] = entry
+            by_kind[("table", entry.name)] = entry
     for n, fig in enumerate(soup.select("figure.pcref-figure"), 1):
         cap = fig.find("figcaption")
         strong = cap.find("strong") if cap else None
@@ -164,10 +166,14 @@ def finalize_html(html: str) -> tuple[str, list[CatalogueEntry]]:
         fig["id"] = anchor
         entry = CatalogueEntry("figure", n, text, fig.get("data-pcref-figure", ""), anchor)
         catalogue.append(entry)
+        if entry.name:
+            by_kind[("figure", entry.name)] = entry
         if entry.name and entry.name not in names:  # a table and a figure may share a name: refer to the table
             names[entry.name] = entry
     for a in soup.select("a.xref[data-ref]"):
-        target = names.get(a["data-ref"])
+        # data-kind ("table"/"figure") picks one of a table and a figure that share a name
+        kind = a.get("data-kind")
+        target = by_kind.get((kind, a["data-ref"])) if kind else names.get(a["data-ref"])
         if target is None:
             a.replace_with(a.get_text())
         else:

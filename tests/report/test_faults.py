@@ -209,3 +209,20 @@ def test_missing_system_package_skips_with_reason_but_fails_in_ci(monkeypatch):
     with pytest.raises(pytest.fail.Exception, match="CI=true requires it"):
         require(None, "pdftoppm", "poppler-utils")
     assert require("/usr/bin/x", "x", "y") == "/usr/bin/x"
+
+
+def test_cross_reference_to_a_figure_that_shares_a_tables_name_names_the_figure():
+    """'Change over time is also shown in ...' cites a figure's caption, so it must name the figure, not the table."""
+    from pcref_eval.report.render import finalize_html
+
+    html = ("<html><body>"
+            "<table class='pcref-table' data-pcref-table='trend'><caption><strong>Table.</strong> Trend</caption>"
+            "<tr><td>1</td></tr></table>"
+            "<figure class='pcref-figure' data-pcref-figure='trend'><img alt=''/>"
+            "<figcaption><strong>Figure.</strong> Trend chart</figcaption></figure>"
+            "<p><a class='xref' data-ref='trend' data-kind='figure'>figure</a> and "
+            "<a class='xref' data-ref='trend'>table</a></p></body></html>")
+    out, _ = finalize_html(html)
+    soup = BeautifulSoup(out, "html.parser")
+    links = [(a.get_text(), a["href"]) for a in soup.select("a.xref")]
+    assert links == [("Figure 1", "#figure-1"), ("Table 1", "#table-1")]
