@@ -356,6 +356,10 @@ def pooled_answer(x: CrossSiteBoard) -> str:
     v = interval_verdict(iv)
     words = {"lower": "Yes: the detention gap narrowed", "higher": "No: the detention gap widened",
              "unclear": "Not clearly: the data cannot tell whether the detention gap changed"}[v]
+    befores = [b.gap_before.estimate for b in x.sites if b.gap_before is not None and np.isfinite(b.gap_before.estimate)]
+    if v != "unclear" and any(hr <= 1 for hr in befores):  # "narrowed" presumes the focus group was detained more
+        words = f"Not as expected: the detention hazard ratio {'fell' if v == 'lower' else 'rose'} (at some sites the " \
+                "focus group was detained less often before go-live, so a fall need not mean a narrower gap)"
     n = len(x.per_site)
     src = "pooled over sites with random effects" if x.pooled is not None else "site-stratified Cox model"
     return (f"{words} after go-live ({src}, {n} site{'s' if n != 1 else ''}): the {x.sites[0].focus if x.sites else 'focus'}"

@@ -340,3 +340,11 @@ def test_site_packs_printed_by_chromium_are_at_most_four_pages(board_run, tmp_pa
         html.write_text(site_pack_html(board, "run", True, "counts under 10 suppressed"), encoding="utf-8")
         pdf, pages = write_pdf(html, "chromium")
         assert 1 <= _pdfinfo_pages(pdf) == pages <= MAX_SITE_PAGES
+
+
+def test_pooled_answer_says_narrowed_only_when_the_focus_group_was_detained_more_before():
+    site = D.SiteBoard("s", "", None, "", "White British", "Black", [], gap_before=D.Interval(2.0, 1.5, 2.6))
+    x = D.CrossSiteBoard([site], D.Interval(0.7, 0.55, 0.9), "Pooled (random effects)", None, {"s": None})
+    assert D.pooled_answer(x).startswith("Yes: the detention gap narrowed")
+    site.gap_before = D.Interval(0.8, 0.6, 1.1)
+    assert D.pooled_answer(x).startswith("Not as expected: the detention hazard ratio fell")
