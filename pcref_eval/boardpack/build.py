@@ -159,8 +159,9 @@ def _interval_cell(iv: D.Interval, comparison: str) -> str:
     null = 0.0 if comparison == "difference" else 1.0
     v = D.interval_verdict(iv, null)
     cls = {"higher": "worse", "lower": "worse", "unclear": "unclear"}[v] if comparison else "muted"
+    label = "<span class='unit'>difference, not a ratio (0 = none)</span>" if comparison == "difference" else ""
     return (f"<td class='num'><span class='{cls}'>{D.fmt_num(iv.estimate)}</span> "
-            f"<span class='muted'>({D.fmt_num(iv.lower)} to {D.fmt_num(iv.upper)})</span></td>")
+            f"<span class='muted'>({D.fmt_num(iv.lower)} to {D.fmt_num(iv.upper)})</span>{label}</td>")
 
 
 def _value(x: float, unit: str) -> str:

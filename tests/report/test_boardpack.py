@@ -348,3 +348,15 @@ def test_pooled_answer_says_narrowed_only_when_the_focus_group_was_detained_more
     assert D.pooled_answer(x).startswith("Yes: the detention gap narrowed")
     site.gap_before = D.Interval(0.8, 0.6, 1.1)
     assert D.pooled_answer(x).startswith("Not as expected: the detention hazard ratio fell")
+
+
+def test_a_difference_in_the_ratio_column_is_labelled_as_a_difference(board_run):
+    run_dir, result, _ = board_run
+    soup = BeautifulSoup(result.sites["site_a"]["html"].read_text(), "html.parser")
+    summary = pd.read_csv(run_dir / "release" / "tables" / "site_a_board_summary.csv")
+    diff_measures = set(summary.loc[summary["comparison"] == "difference", "measure"])
+    assert diff_measures  # the default measures include the paired HoNOS change
+    for tr in soup.select("table.grid tbody tr"):
+        name = tr.select_one("td.m").contents[0]
+        cell = tr.find_all("td")[3].get_text(" ", strip=True)
+        assert ("difference, not a ratio" in cell) is (name in diff_measures and cell != "not shown"), (name, cell)
