@@ -36,9 +36,14 @@ test: setup ## run the test suite (slow tests excluded)
 test-slow: setup ## run only the slow tests (simulations, national-scale checks)
 	$(BIN)/python -m pytest -q -m slow -n $(PYTEST_WORKERS)
 
+# Jupyter refuses to start as root (containers, WSL) without --allow-root: pass it only when the effective uid
+# is 0, so nothing changes for other users. LAB_UID exists to test this (`make -n lab LAB_UID=0`).
+LAB_UID ?= $(shell id -u)
+LAB_FLAGS = --notebook-dir=notebooks$(if $(filter 0,$(LAB_UID)), --allow-root)
+
 lab: setup ## open JupyterLab on the notebooks (project kernel), making the demo data first if missing
 	$(BIN)/pcref-eval demo --data-only
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab $(LAB_FLAGS)
 
 bench: setup ## run the benchmarks (prints times, ratios and memory)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -7,31 +7,27 @@ The R and package versions used are written to ``r_versions.json`` in the test's
 (pytest shows them with ``-rA``/``-s``, and in the failure report).
 
 When R or a package is missing the test SKIPS with the reason and the install line, except where
-env ``CI=true``: there it FAILS, because CI installs them (``.ci/run``).
+env ``CI=true``: there it FAILS, because CI installs them (``.ci/run``); the rule is ``tests.system.missing``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
 
 import pandas as pd
-import pytest
+
+from tests.system import INSTALL, missing, require
 
 R_PACKAGES = ("survival", "cmprsk", "metafor", "mice")
-APT_LINE = ("apt-get install -y --no-install-recommends r-base-core r-cran-survival r-cran-cmprsk "
-            "r-cran-metafor r-cran-mice")
+APT_LINE = INSTALL["r-base"].split(" (macOS")[0]
 
 
 def _missing(reason: str) -> None:
-    message = f"{reason}: install with `{APT_LINE}` (CI installs it via .ci/run)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    missing(f"{reason}: install with `{APT_LINE}`")
 
 
 @cache
@@ -48,8 +44,7 @@ def r_versions(packages=R_PACKAGES) -> dict[str, str]:
 
 def require_r(*packages: str) -> dict[str, str]:
     """Skip (fail under CI=true) unless Rscript and ``packages`` are installed; return the versions."""
-    if shutil.which("Rscript") is None:
-        _missing("R (Rscript) is not installed")
+    require(shutil.which("Rscript"), "R (Rscript)", "r-base", "cross-checks against R")
     versions = r_versions(R_PACKAGES)
     absent = [p for p in packages if versions.get(p, "missing") == "missing"]
     if absent:

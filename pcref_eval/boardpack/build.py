@@ -26,9 +26,13 @@ from pcref_eval.boardpack import data as D
 from pcref_eval.boardpack.icons import ASSURANCE, VARIATION, assurance_svg, icon_label, variation_svg
 
 __all__ = ["BoardPackResult", "build_board_packs", "site_pack_html", "cross_site_html", "pdf_page_count",
-           "MAX_SITE_PAGES", "sites_grid_html"]
+           "MAX_SITE_PAGES", "FIT_STEPS", "sites_grid_html",
+           "write_cross_site_on_one_page"]
 
 MAX_SITE_PAGES = 4
+#: Print steps for the cross-site summary: the default layout fits 6 sites x 13 measures on one A4 landscape page;
+#: with more sites or measures it is printed again with smaller type until it fits (or the last step is reached).
+FIT_STEPS = ("", "tight", "tighter")
 BOARD_DIR = "board"
 CROSS_SITE_STEM = "cross-site-summary"
 
@@ -70,6 +74,28 @@ table.sites td.cell { text-align: center; white-space: nowrap; }
 table.sites .r { font-variant-numeric: tabular-nums; margin-right: 1mm; }
 table.sites .unit { display: inline; margin-left: 1mm; }
 footer { font-size: 7pt; color: #768692; margin-top: 3mm; }
+body.wide { font-size: 8.5pt; }
+body.wide h1 { font-size: 15pt; }
+body.wide h2 { margin-top: 2mm; }
+body.wide .answer { font-size: 9.5pt; padding: 1.5mm 3mm; margin-bottom: 2mm; }
+body.wide .synthetic { padding: 0 2mm; }
+table.sites { table-layout: fixed; }
+table.sites th:first-child, table.sites td.m { width: 60mm; }
+table.sites th { font-size: 7.5pt; padding: 0.6mm 1mm; }
+table.sites td { padding: 0.3mm 1mm; }
+table.sites td.m { font-size: 7.8pt; }
+table.sites th .unit { display: block; margin-left: 0; }
+table.sites .mdc-icon { margin-left: 0.5mm; }
+table.sites tr.gap td { border-top: 1.5px solid #425563; }
+body.wide .key { font-size: 7.3pt; margin-top: 1.5mm; gap: 0.5mm 3mm; }
+body.wide .key span { white-space: nowrap; }
+body.wide footer { margin-top: 1.5mm; }
+body.tight { font-size: 7.8pt; }
+body.tight table.sites td.m, body.tight table.sites td.cell { font-size: 7pt; }
+body.tight table.sites td { padding: 0.2mm 0.8mm; }
+body.tighter { font-size: 7pt; }
+body.tighter table.sites td.m, body.tighter table.sites td.cell, body.tighter table.sites th { font-size: 6.2pt; }
+body.tighter table.sites td { padding: 0 0.6mm; }
 """
 
 
@@ -120,10 +146,11 @@ def _series_chart(df: pd.DataFrame, row: D.BoardRow, reference: str, focus: str)
 # --------------------------------------------------------------------------------------- HTML
 
 
-def _page(title: str, body: str, wide: bool = False) -> str:
+def _page(title: str, body: str, wide: bool = False, fit: str = "") -> str:
     css = CSS + ("@page { size: A4 landscape; margin: 9mm; }" if wide else "")
+    classes = " ".join(c for c in ("wide" if wide else "", fit) if c)
     return (f"<!DOCTYPE html><html lang='en-GB'><head><meta charset='utf-8'><title>{escape(title)}</title>"
-            f"<style>{css}</style></head><body class='{'wide' if wide else ''}'><main>{body}</main></body></html>")
+            f"<style>{css}</style></head><body class='{classes}'><main>{body}</main></body></html>")
 
 
 def _interval_cell(iv: D.Interval, comparison: str) -> str:
@@ -132,8 +159,9 @@ def _interval_cell(iv: D.Interval, comparison: str) -> str:
     null = 0.0 if comparison == "difference" else 1.0
     v = D.interval_verdict(iv, null)
     cls = {"higher": "worse", "lower": "worse", "unclear": "unclear"}[v] if comparison else "muted"
+    label = "<span class='unit'>difference, not a ratio (0 = none)</span>" if comparison == "difference" else ""
     return (f"<td class='num'><span class='{cls}'>{D.fmt_num(iv.estimate)}</span> "
-            f"<span class='muted'>({D.fmt_num(iv.lower)} to {D.fmt_num(iv.upper)})</span></td>")
+            f"<span class='muted'>({D.fmt_num(iv.lower)} to {D.fmt_num(iv.upper)})</span>{label}</td>")
 
 
 def _value(x: float, unit: str) -> str:
@@ -221,7 +249,15 @@ def site_pack_html(board: D.SiteBoard, run_id: str, synthetic: bool, policy_text
     return _page(f"PCREF board pack: {board.name or board.site_id}", page1 + page2)
 
 
-def sites_grid_html(x: D.CrossSiteBoard, icon_size: int = 16) -> str:
+def _cross_site_unit(comparison: str, unit: str) -> str:
+    """What a cross-site cell's number is, where the measure's name does not say: ratios need no unit."""
+    if comparison == "ratio":
+        return ""
+    what = "difference, focus minus reference" if comparison == "difference" else f"whole site, {unit}"
+    return f"<span class='unit'>{escape(what)}</span>"
+
+
+def sites_grid_html(x: D.CrossSiteBoard, icon_size: int = 15) -> str:
     """Sites x core measures: ratio (95% CI) and the variation and assurance icons; then the detention gap change."""
     sites = x.sites
     measures = list(dict.fromkeys(r.measure for b in sites for r in b.rows))
@@ -232,13 +268,13 @@ def sites_grid_html(x: D.CrossSiteBoard, icon_size: int = 16) -> str:
     body = []
     for m in measures:
         cells = []
-        unit = ""
+        unit = kind = ""
         for b in sites:
             r = next((r for r in b.rows if r.measure == m), None)
             if r is None:
                 cells.append("<td class='cell muted'>–</td>")
                 continue
-            unit = r.unit
+            unit, kind = r.unit, r.comparison
             if r.comparison:
                 iv = r.gap
                 null = 0.0 if r.comparison == "difference" else 1.0
@@ -250,33 +286,33 @@ def sites_grid_html(x: D.CrossSiteBoard, icon_size: int = 16) -> str:
                 num = f"<span class='r'>{_value(r.focus_value, r.unit)}</span>"
             cells.append(f"<td class='cell'>{num}{variation_svg(r.variation, icon_size)}"
                          f"{assurance_svg(r.assurance, icon_size)}</td>")
-        body.append(f"<tr><td class='m'>{escape(m)}<span class='unit'>{escape(unit)}</span></td>{''.join(cells)}</tr>")
+        body.append(f"<tr><td class='m'>{escape(m)}{_cross_site_unit(kind, unit)}</td>{''.join(cells)}</tr>")
     gap_cells = "".join(
         f"<td class='cell'><span class='r'>{D.fmt_num(iv.estimate)} ({D.fmt_num(iv.lower)}–{D.fmt_num(iv.upper)})</span></td>"
         if (iv := x.per_site.get(b.site_id)) is not None and iv.available else "<td class='cell muted'>–</td>"
         for b in sites)
-    body.append(f"<tr><td class='m'>Detention gap after / before go-live<span class='unit'>ratio of hazard ratios; "
-                f"below 1 = narrowed</span></td>{gap_cells}</tr>")
+    body.append(f"<tr class='gap'><td class='m'>Detention gap after / before go-live<span class='unit'>ratio of "
+                f"hazard ratios; below 1 = narrowed</span></td>{gap_cells}</tr>")
     return (f"<table class='grid sites'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
-            f"{key_html(14)}")
+            f"{key_html(13)}")
 
 
-def cross_site_html(x: D.CrossSiteBoard, run_id: str, synthetic: bool) -> str:
-    """The one-page cross-site summary for the PCREF programme lead (landscape)."""
+def cross_site_html(x: D.CrossSiteBoard, run_id: str, synthetic: bool, fit: str = "") -> str:
+    """The one-page cross-site summary for the PCREF programme lead (landscape); ``fit``: one of :data:`FIT_STEPS`."""
     sites = x.sites
-    banner = "<p class='synthetic'>Synthetic data: illustrative numbers only.</p>" if synthetic else ""
+    banner = "<span class='synthetic'>Synthetic data: illustrative numbers only.</span>" if synthetic else ""
     window = sites[0].window if sites else ""
     page = (f"<p class='kicker'>Patient and Carer Race Equality Framework · cross-site summary</p>"
             f"<h1>PCREF across {len(sites)} site{'s' if len(sites) != 1 else ''}</h1>"
             f"<p class='meta'>Run {escape(run_id)} · latest 12 months {escape(window)} · each cell: "
-            f"{escape(sites[0].focus if sites else '')} / {escape(sites[0].reference if sites else '')} ratio (95% CI), "
-            "then the Making Data Count variation and assurance icons of its chart.</p>"
-            f"{banner}"
+            f"{escape(sites[0].focus if sites else '')} / {escape(sites[0].reference if sites else '')} ratio (95% CI; "
+            "1 = no difference), then the Making Data Count variation and assurance icons of its chart."
+            f"{' ' + banner if banner else ''}</p>"
             f"<h2>Has the gap narrowed?</h2><p class='answer'>{escape(D.pooled_answer(x))}</p>"
             f"{sites_grid_html(x)}"
-            "<footer>Ratios above 1: higher for the focus group. Numbers from disclosure-controlled tables only; see "
-            "the main report for methods.</footer>")
-    return _page("PCREF cross-site summary", page, wide=True)
+            "<footer>Ratios above 1: higher for the focus group; bold: the 95% CI excludes no difference. Numbers "
+            "from disclosure-controlled tables only; methods in the main report.</footer>")
+    return _page("PCREF cross-site summary", page, wide=True, fit=fit)
 
 
 # ---------------------------------------------------------------------------------------- PDF
@@ -334,13 +370,28 @@ def build_board_packs(release: Path, sites: list[dict], reference: str, run_id: 
         html_path = out_dir / f"{s['id']}.html"
         html_path.write_text(site_pack_html(board, run_id, synthetic, policy_text), encoding="utf-8")
         result.sites[s["id"]] = {"html": html_path}
+    if "pdf" in formats:
+        for key, paths in result.sites.items():
+            paths["pdf"], result.pages[key] = write_pdf(paths["html"], pdf_engine)
     if boards:
         cross = D.load_cross_site(release, boards)
         html_path = out_dir / f"{CROSS_SITE_STEM}.html"
-        html_path.write_text(cross_site_html(cross, run_id, synthetic), encoding="utf-8")
         result.cross_site["html"] = html_path
-    if "pdf" in formats:
-        for key, paths in [*result.sites.items(), (CROSS_SITE_STEM, result.cross_site)]:
-            if "html" in paths:
-                paths["pdf"], result.pages[key] = write_pdf(paths["html"], pdf_engine)
+        if "pdf" in formats:
+            result.cross_site["pdf"], result.pages[CROSS_SITE_STEM] = write_cross_site_on_one_page(
+                cross, html_path, run_id, synthetic, pdf_engine)
+        else:
+            html_path.write_text(cross_site_html(cross, run_id, synthetic), encoding="utf-8")
     return result
+
+
+def write_cross_site_on_one_page(cross: D.CrossSiteBoard, html_path: Path, run_id: str, synthetic: bool,
+                                 engine: str) -> tuple[Path, int]:
+    """Write the cross-site summary's HTML and PDF, printing again in smaller type (:data:`FIT_STEPS`) while the
+    PDF runs over one page; (PDF path, pages). The HTML written is the one printed."""
+    for fit in FIT_STEPS:
+        html_path.write_text(cross_site_html(cross, run_id, synthetic, fit), encoding="utf-8")
+        pdf, pages = write_pdf(html_path, engine)
+        if pages <= 1:
+            break
+    return pdf, pages

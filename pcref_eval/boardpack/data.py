@@ -22,7 +22,8 @@ import pandas as pd
 from pcref_eval.disclosure import REDACTED
 
 __all__ = ["BoardRow", "Interval", "SiteBoard", "CrossSiteBoard", "load_site_board", "load_cross_site",
-           "fmt_num", "interval_verdict", "previous_changes", "plain_summary", "pooled_answer"]
+           "fmt_num", "interval_verdict", "previous_changes", "plain_summary", "pooled_answer", "gap_movement",
+           "chart_signals", "change_words"]
 
 #: Measures whose small SPC chart is on the board pack's first page (the headline PCREF questions):
 #: detained more, restrained more, referred through police/courts/emergency routes, heard less.
@@ -214,15 +215,19 @@ def interval_verdict(iv: Interval, null: float = 1.0) -> str:
 
 
 def change_words(row: BoardRow) -> tuple[str, str]:
-    """(plain words, css class) for the change in a measure's ratio at go-live."""
+    """(plain words, css class) for the change in a measure's ratio at go-live; the words say better or worse."""
     if row.change is None or not row.change.available:
         return "not modelled", "muted"
     v = interval_verdict(row.change)
     if v == "unclear":
         return "no clear change", "unclear"
     better = (v == "lower") == (row.improvement == "decrease")
-    pct = abs(1 - row.change.estimate) * 100
-    return (f"ratio {'fell' if v == 'lower' else 'rose'} {pct:.0f}%", "better" if better else "worse")
+    est = row.change.estimate
+    if 0.1 <= est < 2:  # a percentage reads naturally between a 90% fall and a doubling
+        words = f"ratio {'fell' if v == 'lower' else 'rose'} {abs(1 - est) * 100:.0f}%"
+    else:  # "fell 100%" or "rose 302%" would mislead: say how many times
+        words = f"ratio {'fell' if v == 'lower' else 'rose'} to {fmt_num(est) if est >= 1 else f'{est:.2g}'} times its level"
+    return f"{words}: {'better' if better else 'worse'}", "better" if better else "worse"
 
 
 def _times(x: float) -> str:
@@ -230,13 +235,65 @@ def _times(x: float) -> str:
 
 
 def _gap_sentence(row: BoardRow, focus: str, reference: str, what: str) -> str:
+    """One measure's gap in words: "N times the reference figure" or "X higher/lower than", with its 95% CI."""
     g = row.gap
     ci = f"95% confidence interval {fmt_num(g.lower)} to {fmt_num(g.upper)}"
-    if row.comparison == "difference":
-        return (f"{what}: the difference between {focus} and {reference} people was {fmt_num(g.estimate)} "
-                f"({ci})")
-    chance = ", which could be chance" if interval_verdict(g) == "unclear" else ""
+    null = 0.0 if row.comparison == "difference" else 1.0
+    chance = ", which could be chance" if interval_verdict(g, null) == "unclear" else ""
+    if row.comparison == "difference":  # focus minus reference (Welch): say which way, never a bare signed number
+        side = "the same as" if g.estimate == 0 else ("higher than" if g.estimate > 0 else "lower than")
+        size = "" if g.estimate == 0 else f"{fmt_num(abs(g.estimate))}{' percentage points' if row.unit == '%' else ''} "
+        return (f"{what}: for {focus} people, {size}{side} for {reference} people "
+                f"(difference {fmt_num(g.estimate)}, {ci}){chance}")
     return f"{what}: for {focus} people, {_times(g.estimate)} the {reference} figure ({ci}){chance}"
+
+
+def gap_movement(change: Interval, before: Interval | None = None, after: Interval | None = None) -> str:
+    """How the detention gap moved at go-live, from the after/before ratio of hazard ratios and its 95% CI.
+
+    'narrowed' / 'widened' compare the distance of the hazard ratio from parity (1) before and after; 'reversed'
+    when the estimates lie on opposite sides of 1; without before/after estimates only 'fell' / 'rose'.
+    """
+    v = interval_verdict(change)
+    if v != "lower" and v != "higher":
+        return "has not clearly changed"
+    if before is None or after is None or not (np.isfinite(before.estimate) and np.isfinite(after.estimate)
+                                               and before.estimate > 0 and after.estimate > 0):
+        return f"{'fell' if v == 'lower' else 'rose'} (the hazard ratio of detention)"
+    if (before.estimate - 1) * (after.estimate - 1) < 0:
+        return "reversed (the group detained more often changed)"
+    return "narrowed" if abs(np.log(after.estimate)) < abs(np.log(before.estimate)) else "widened"
+
+
+def chart_signals(rows: list[BoardRow]) -> str:
+    """The charted measures' special cause variation in words, split into improved / worsened / neither.
+
+    E.g. "Of 9 measures with a monthly or quarterly chart, 3 changed in a way unlikely to be chance (special
+    cause variation): 2 improved (...), 1 got worse (...). The other 6 varied only as expected ...".
+    """
+    from pcref_eval.boardpack.icons import normalise_icon
+    charted = [r for r in rows if normalise_icon(r.variation)]
+    if not charted:
+        return ""
+    kinds: dict[str, list[str]] = {"improvement": [], "concern": [], "neutral": []}
+    for r in charted:
+        key = normalise_icon(r.variation)
+        kind = next((k for k in kinds if f"_{k}_" in key), None)
+        if kind is None:
+            continue
+        what = {"ratio": "ratio", "difference": "difference"}.get(r.comparison, "value")
+        kinds[kind].append(f"{r.measure}: {what} {'higher' if key.endswith('_high') else 'lower'}")
+    n_special = sum(len(v) for v in kinds.values())
+    if n_special == 0:
+        return (f"None of the {len(charted)} charted measures shows a change beyond normal month-to-month "
+                "variation.")
+    labels = {"improvement": "improved", "concern": "got worse", "neutral": "moved where neither direction is better"}
+    parts = [f"{len(v)} {labels[k]} ({'; '.join(v)})" for k, v in kinds.items() if v]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    rest = len(charted) - n_special
+    tail = (f" The other {'one' if rest == 1 else rest} varied only as expected from month to month." if rest else "")
+    return (f"Of {len(charted)} measure{'s' if len(charted) != 1 else ''} with a monthly or quarterly chart, "
+            f"{n_special} changed in a way unlikely to be chance (special cause variation): {listed}.{tail}")
 
 
 #: How the plain-words paragraph names each headline measure.
@@ -264,8 +321,7 @@ def plain_summary(board: SiteBoard) -> list[str]:
                      "ratio very probably lies in; where it does not include 1, chance alone is an unlikely "
                      "explanation.")
     if board.gap_change is not None and board.gap_change.available:
-        v = interval_verdict(board.gap_change)
-        words = {"lower": "narrowed", "higher": "widened", "unclear": "has not clearly changed"}[v]
+        words = gap_movement(board.gap_change, board.gap_before, board.gap_after)
         before = after = ""
         if board.gap_before is not None and board.gap_after is not None:
             before = (f" (the hazard ratio of detention was {fmt_num(board.gap_before.estimate)} before and "
@@ -276,22 +332,14 @@ def plain_summary(board: SiteBoard) -> list[str]:
                      f"{fmt_num(board.gap_change.upper)}{')' if before else ''}. This compares people referred "
                      "before and after go-live at this site only: national trends and better ethnicity recording "
                      "can move the gap too, so it is not proof that PCREF caused the change.")
-    charted = [r for r in board.rows if r.variation]
-    special = [r for r in charted if not r.variation.replace("_", " ").startswith("common")]
-    if charted:
-        if special:
-            names = "; ".join(f"{r.measure} ({_icon_words(r.variation)})" for r in special)
-            paras.append(f"Of {len(charted)} measures with a monthly or quarterly chart, {len(special)} show a change "
-                         f"that is unlikely to be chance (special cause variation): {names}. The others vary only as "
-                         "expected from month to month.")
-        else:
-            paras.append(f"None of the {len(charted)} charted measures shows a change beyond normal month-to-month "
-                         "variation.")
+    signals = chart_signals(board.rows)
+    if signals:
+        paras.append(signals)
     rec = board.row("ethnicity_recorded_people")
     if rec is not None and np.isfinite(rec.focus_value):
         paras.append(f"Ethnicity was recorded for {fmt_num(rec.focus_value, 1)}% of people over {board.window}; "
-                     "people whose ethnicity is not recorded cannot be counted in any group, so every group's figures "
-                     "are slightly too low.")
+                     "people whose ethnicity is not recorded cannot be counted in any group, so every group's counts "
+                     "and rates may be too low, and the ratios are biased if recording differs between groups.")
     return paras
 
 
@@ -308,6 +356,10 @@ def pooled_answer(x: CrossSiteBoard) -> str:
     v = interval_verdict(iv)
     words = {"lower": "Yes: the detention gap narrowed", "higher": "No: the detention gap widened",
              "unclear": "Not clearly: the data cannot tell whether the detention gap changed"}[v]
+    befores = [b.gap_before.estimate for b in x.sites if b.gap_before is not None and np.isfinite(b.gap_before.estimate)]
+    if v != "unclear" and any(hr <= 1 for hr in befores):  # "narrowed" presumes the focus group was detained more
+        words = f"Not as expected: the detention hazard ratio {'fell' if v == 'lower' else 'rose'} (at some sites the " \
+                "focus group was detained less often before go-live, so a fall need not mean a narrower gap)"
     n = len(x.per_site)
     src = "pooled over sites with random effects" if x.pooled is not None else "site-stratified Cox model"
     return (f"{words} after go-live ({src}, {n} site{'s' if n != 1 else ''}): the {x.sites[0].focus if x.sites else 'focus'}"

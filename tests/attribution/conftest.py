@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pandas as pd
@@ -16,14 +15,9 @@ from pcref_eval.synth import generate
 
 
 def require_program(name: str, install: str) -> str:
-    """Path of ``name``; skip with the reason when it is missing, but FAIL when CI=true."""
-    path = shutil.which(name)
-    if path is None:
-        msg = f"{name} is not installed (apt-get install -y {install})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg + "; CI must have it", pytrace=False)
-        pytest.skip(msg)
-    return path
+    """Path of ``name``; skip with the reason when it is missing, but FAIL when CI=true (``tests.system.require``)."""
+    from tests.system import require
+    return require(shutil.which(name), name, install)
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,12 @@ import pytest
 from bs4 import BeautifulSoup
 
 from pcref_eval.boardpack import data as D
-from pcref_eval.boardpack.build import MAX_SITE_PAGES, pdf_page_count
+from pcref_eval.boardpack.build import (FIT_STEPS, MAX_SITE_PAGES, cross_site_html, pdf_page_count, site_pack_html,
+                                         write_cross_site_on_one_page, write_pdf)
 from pcref_eval.boardpack.icons import ASSURANCE, VARIATION, assurance_svg, normalise_icon, variation_svg
 from pcref_eval.report.render import png_is_blank
 from tests.report.conftest import SITE_IDS
-from tests.system import require_poppler
+from tests.system import require_chromium, require_poppler
 
 
 def _released_numbers(release) -> set[str]:
@@ -42,7 +43,7 @@ def test_packs_written_for_every_analysed_site_within_four_pages(board_run):
         assert paths["pdf"].read_bytes()[:5] == b"%PDF-"
         assert 1 <= result.pages[sid] <= MAX_SITE_PAGES, (sid, result.pages[sid])
     assert result.cross_site["pdf"].exists()
-    assert result.pages["cross-site-summary"] <= 2
+    assert result.pages["cross-site-summary"] == 1
 
 
 def test_grid_has_every_core_measure_with_icons_drawn_as_svg(board_run):
@@ -164,9 +165,13 @@ def test_interval_verdicts_and_change_words():
     assert D.interval_verdict(iv(1.1, 0.9, 1.3)) == "unclear"
     assert D.interval_verdict(iv(np.nan, 1, 2)) == "unavailable"
     row = D.BoardRow("x", "X", "%", "decrease", "ratio", 1, 1, iv(2, 1.5, 2.5), iv(0.62, 0.5, 0.76), "", "", "")
-    assert D.change_words(row) == ("ratio fell 38%", "better")
-    row.improvement = "increase"  # e.g. positive experience: a falling ratio is worse
-    assert D.change_words(row)[1] == "worse"
+    assert D.change_words(row) == ("ratio fell 38%: better", "better")
+    row.improvement = "increase"  # e.g. positive experience: a falling ratio is worse, and the words say so
+    assert D.change_words(row) == ("ratio fell 38%: worse", "worse")
+    row.change = iv(4.02, 1.3, 12.0)  # not "rose 302%"
+    assert D.change_words(row) == ("ratio rose to 4.02 times its level: better", "better")
+    row.change = iv(0.004, 0.001, 0.02)  # not "fell 100%"
+    assert D.change_words(row) == ("ratio fell to 0.004 times its level: worse", "worse")
     row.change = iv(0.9, 0.7, 1.1)
     assert D.change_words(row) == ("no clear change", "unclear")
 
@@ -203,3 +208,155 @@ def test_first_page_renders_with_its_headings(board_run, tmp_path):
                     str(tmp_path / "page")], check=True, timeout=120)
     png = next(tmp_path.glob("page*.png")).read_bytes()
     assert not png_is_blank(png)
+
+
+# ------------------------------------------------------------------- words say which way things moved
+
+
+def _row(mid, variation, comparison="ratio", improvement="decrease"):
+    iv = D.Interval(1.2, 1.1, 1.3)
+    return D.BoardRow(mid, mid.capitalize(), "%", improvement, comparison, 1, 1, iv, None, variation, "", "s")
+
+
+def test_chart_signals_split_improvement_from_deterioration():
+    rows = [_row("a", "special cause improvement low"), _row("b", "special_cause_improvement_high", comparison=""),
+            _row("c", "special cause concern high"), _row("d", "special cause neutral low"),
+            _row("e", "common cause"), _row("f", "common cause"), _row("g", "")]
+    text = D.chart_signals(rows)
+    assert text == ("Of 6 measures with a monthly or quarterly chart, 4 changed in a way unlikely to be chance "
+                    "(special cause variation): 2 improved (A: ratio lower; B: value higher), 1 got worse (C: ratio "
+                    "higher) and 1 moved where neither direction is better (D: ratio lower). The other 2 varied only "
+                    "as expected from month to month.")
+    # only deteriorations: nothing may read as improvement
+    worse = D.chart_signals([_row("c", "special cause concern high"), _row("e", "common cause")])
+    assert "1 got worse (C: ratio higher)" in worse and "improv" not in worse and "The other one varied" in worse
+    assert D.chart_signals([_row("e", "common cause")]).startswith("None of the 1 charted")
+    assert D.chart_signals([_row("g", "")]) == ""
+
+
+def test_plain_words_count_the_released_signals(board_run):
+    """The improved / worse counts in the words equal those counted from the released board summary."""
+    run_dir, _, ctx = board_run
+    summary = pd.read_csv(run_dir / "release" / "tables" / "site_a_board_summary.csv")
+    v = summary["variation"].dropna().str.replace("_", " ")
+    improved, worse = v.str.contains("improvement").sum(), v.str.contains("concern").sum()
+    board = D.load_site_board(run_dir / "release", "site_a", "", None, ctx.reference)
+    text = " ".join(D.plain_summary(board))
+    assert "show a change" not in text  # the old wording that hid the direction
+    if improved or worse:
+        assert f"{improved + worse + v.str.contains('neutral').sum()} changed in a way unlikely to be chance" in text
+    assert (f"{improved} improved (" in text) is bool(improved)
+    assert (f"{worse} got worse (" in text) is bool(worse)
+    assert f"Of {len(v)} measure" in text or len(v) == 0
+
+
+@pytest.mark.parametrize(("before", "after", "change", "words"), [
+    (2.64, 1.40, (0.53, 0.43, 0.66), "narrowed"),
+    (1.20, 2.00, (1.67, 1.2, 2.3), "widened"),
+    (1.30, 0.70, (0.54, 0.4, 0.7), "reversed (the group detained more often changed)"),
+    (0.80, 0.50, (0.62, 0.5, 0.8), "widened"),  # the focus group detained less, and even less after
+    (2.00, 1.80, (0.90, 0.7, 1.1), "has not clearly changed"),
+])
+def test_gap_movement_is_judged_from_distance_to_parity(before, after, change, words):
+    iv = D.Interval
+    assert D.gap_movement(iv(*change), iv(before, before, before), iv(after, after, after)) == words
+
+
+def test_gap_movement_without_before_and_after_says_only_fell_or_rose():
+    assert D.gap_movement(D.Interval(0.6, 0.5, 0.7)).startswith("fell")
+    assert D.gap_movement(D.Interval(1.6, 1.2, 2.0), None, None).startswith("rose")
+
+
+def test_difference_measures_say_higher_or_lower_not_a_signed_number():
+    row = _row("honos", "", comparison="difference")
+    row.unit, row.gap = "mean change", D.Interval(-1.2, -2.0, -0.4)
+    text = D._gap_sentence(row, "Black", "White British", "HoNOS change")
+    assert text.startswith("HoNOS change: for Black people, 1.20 lower than for White British people (difference "
+                           "-1.20, 95% confidence interval -2.00 to -0.40)")
+    assert "chance" not in text
+    row.unit, row.gap = "%", D.Interval(3.0, -1.0, 7.0)
+    text = D._gap_sentence(row, "Black", "White British", "X")
+    assert "3.00 percentage points higher than" in text and text.endswith("which could be chance")
+
+
+# ---------------------------------------------------------------------------------- page counts
+
+
+def _six_sites(board_run):
+    """The demo's size: 6 sites (the two test sites' released boards, each shown three times, long names)."""
+    import copy
+    run_dir, _, ctx = board_run
+    release = run_dir / "release"
+    boards = []
+    for i in range(3):
+        for sid in SITE_IDS:
+            b = copy.deepcopy(D.load_site_board(release, sid, "", pd.Timestamp("2023-04-01"), ctx.reference))
+            b.site_id, b.name = f"{sid}_{i}", f"Urban and suburban mental health trust {i}"
+            boards.append(b)
+    cross = D.load_cross_site(release, boards)
+    cross.per_site = {b.site_id: cross.per_site.get(b.site_id[:-2]) for b in boards}
+    return cross
+
+
+def _pdfinfo_pages(pdf) -> int:
+    out = subprocess.run([require_poppler("pdfinfo"), str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert "A4" in re.search(r"Page size:.*", out).group(0), out
+    return int(re.search(r"Pages:\s+(\d+)", out).group(1))
+
+
+@pytest.mark.parametrize("engine", ["weasyprint", "chromium"])
+def test_cross_site_summary_of_six_sites_is_one_a4_page_without_shrinking(board_run, tmp_path, engine):
+    """6 sites x every core measure fits one A4 landscape page in the default type size (pdfinfo counts)."""
+    if engine == "chromium":
+        require_chromium()
+    cross = _six_sites(board_run)
+    html = tmp_path / "cross.html"
+    html.write_text(cross_site_html(cross, "run", True, fit=FIT_STEPS[0]), encoding="utf-8")
+    pdf, pages = write_pdf(html, engine)
+    assert _pdfinfo_pages(pdf) == pages == 1
+    soup = BeautifulSoup(html.read_text(), "html.parser")
+    assert len(soup.select("table.sites thead th")) == 1 + 6
+    assert len(soup.select("table.sites tbody tr")) == len(cross.sites[0].rows) + 1  # + the detention gap row
+
+
+def test_cross_site_summary_shrinks_type_rather_than_run_over(board_run, tmp_path):
+    """With 6 more measures (19 rows + the gap row), the summary is printed again in smaller type until it is one page."""
+    cross = _six_sites(board_run)
+    for b in cross.sites:
+        b.rows = b.rows + [D.BoardRow(**{**r.__dict__, "measure": r.measure + " (second copy)"}) for r in b.rows[:6]]
+    pdf, pages = write_cross_site_on_one_page(cross, tmp_path / "cross.html", "run", True, "weasyprint")
+    assert pages == 1
+    body = BeautifulSoup((tmp_path / "cross.html").read_text(), "html.parser").body["class"]
+    assert set(body) & set(FIT_STEPS[1:]), body  # it had to shrink, and the HTML kept is the one printed
+
+
+def test_site_packs_printed_by_chromium_are_at_most_four_pages(board_run, tmp_path):
+    require_chromium()
+    run_dir, _, ctx = board_run
+    for sid in SITE_IDS:
+        board = D.load_site_board(run_dir / "release", sid, "Inner-city trust", pd.Timestamp("2023-04-01"),
+                                  ctx.reference)
+        html = tmp_path / f"{sid}.html"
+        html.write_text(site_pack_html(board, "run", True, "counts under 10 suppressed"), encoding="utf-8")
+        pdf, pages = write_pdf(html, "chromium")
+        assert 1 <= _pdfinfo_pages(pdf) == pages <= MAX_SITE_PAGES
+
+
+def test_pooled_answer_says_narrowed_only_when_the_focus_group_was_detained_more_before():
+    site = D.SiteBoard("s", "", None, "", "White British", "Black", [], gap_before=D.Interval(2.0, 1.5, 2.6))
+    x = D.CrossSiteBoard([site], D.Interval(0.7, 0.55, 0.9), "Pooled (random effects)", None, {"s": None})
+    assert D.pooled_answer(x).startswith("Yes: the detention gap narrowed")
+    site.gap_before = D.Interval(0.8, 0.6, 1.1)
+    assert D.pooled_answer(x).startswith("Not as expected: the detention hazard ratio fell")
+
+
+def test_a_difference_in_the_ratio_column_is_labelled_as_a_difference(board_run):
+    run_dir, result, _ = board_run
+    soup = BeautifulSoup(result.sites["site_a"]["html"].read_text(), "html.parser")
+    summary = pd.read_csv(run_dir / "release" / "tables" / "site_a_board_summary.csv")
+    diff_measures = set(summary.loc[summary["comparison"] == "difference", "measure"])
+    assert diff_measures  # the default measures include the paired HoNOS change
+    for tr in soup.select("table.grid tbody tr"):
+        name = tr.select_one("td.m").contents[0]
+        cell = tr.find_all("td")[3].get_text(" ", strip=True)
+        assert ("difference, not a ratio" in cell) is (name in diff_measures and cell != "not shown"), (name, cell)

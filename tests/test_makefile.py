@@ -1,0 +1,43 @@
+"""``make lab`` passes ``--allow-root`` to Jupyter only when the effective uid is 0 (dry runs of the Makefile)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.system import require
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _lab_command(*args: str, prefix: tuple[str, ...] = ()) -> str:
+    """The ``jupyter lab`` line ``make -n lab`` would run (``make -n`` runs nothing)."""
+    make = require(shutil.which("make"), "make", "make", "the Makefile targets")
+    out = subprocess.run([*prefix, make, "-n", "-C", str(ROOT), "lab", *args], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    lines = [line for line in out.splitlines() if " lab " in f"{line} " and "jupyter" in line]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+@pytest.mark.parametrize(("uid", "allowed"), [("0", True), ("1000", False), ("10", False), ("100", False)])
+def test_allow_root_only_for_uid_zero(uid, allowed):
+    line = _lab_command(f"LAB_UID={uid}")
+    assert ("--allow-root" in line) is allowed, line
+    assert "--notebook-dir=notebooks" in line
+
+
+def test_real_effective_uid_decides():
+    assert ("--allow-root" in _lab_command()) is (os.geteuid() == 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to run make as an unprivileged user")
+def test_unprivileged_user_gets_no_allow_root():
+    """Run as root here: the same dry run as user nobody (uid 65534) has no --allow-root."""
+    line = _lab_command(prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"))
+    assert "--allow-root" not in line, line
