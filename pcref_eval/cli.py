@@ -186,6 +186,8 @@ def _add_simulate_parser(sub) -> None:
                    help=f"scenarios to run (default all: {', '.join(scenarios())})")
     m.add_argument("--docs", type=Path, default=None,
                    help="docs folder: rewrite the results in simulation-study.md and figures/simulation-study.png")
+    m.add_argument("--summarise-only", action="store_true",
+                   help="run nothing: summarise the replicates already in OUT (up to --replicates per scenario)")
 
 
 def cmd_simulate(args) -> int:
@@ -199,7 +201,14 @@ def cmd_simulate(args) -> int:
         return 2
     settings = StudySettings(replicates=args.replicates, people=args.people, seed=args.seed,
                              scenario_names=tuple(args.scenarios), workers=args.workers)
-    path = run_study(args.out, settings)
+    if args.summarise_only:
+        from pcref_eval.simulate.run import RESULTS
+        path = args.out / RESULTS
+        if not path.exists():
+            print(f"pcref-eval simulate: {path}: no replicates to summarise", file=sys.stderr)
+            return 2
+    else:
+        path = run_study(args.out, settings)
     results = load_results(path, people=args.people)
     results = results[results["scenario"].isin(args.scenarios) & (results["rep"] < args.replicates)]
     perf = performance(results)
@@ -220,7 +229,9 @@ def _write_simulation_docs(docs: Path, table: str, perf, settings) -> None:
     page = docs / "simulation-study.md"
     text = page.read_text() if page.exists() else "# Simulation study\n\n<!-- results:start -->\n<!-- results:end -->\n"
     start, end = "<!-- results:start -->", "<!-- results:end -->"
-    block = (f"{start}\n{settings.replicates} replicates per scenario, {settings.people:,} people each, seed "
+    r = perf.groupby("scenario")["replicates"].max()
+    size = f"{r.min()}" if r.min() == r.max() else f"{r.min()}-{r.max()} (column R)"
+    block = (f"{start}\n{size} replicates per scenario, {settings.people:,} people each, seed "
              f"{settings.seed} (`pcref-eval simulate --replicates {settings.replicates} --people {settings.people} "
              f"--seed {settings.seed} --docs docs`).\n\n{table}\n![Bias and coverage by scenario and estimator]"
              f"(figures/{fig.name})\n{end}")

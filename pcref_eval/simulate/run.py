@@ -82,7 +82,7 @@ def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
     fits = {
         "calendar_cox": lambda: calendar_time_cox(ac, design).effect,
         "calendar_cox_year0": lambda: calendar_time_cox(ac, design, first_year_months=12).effect,
-        "event_study": lambda: event_study(cells(ac, design), design).effect,
+        "event_study": lambda: event_study(cells(ac, design), design, pretrend_by_cohort=False).effect,
         "naive": lambda: naive_before_after(cohort, go_live, "White British"),
     }
     for name, fit in fits.items():

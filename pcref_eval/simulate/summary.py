@@ -72,10 +72,11 @@ def figure(perf: pd.DataFrame, path: Path) -> Path:
     scen = list(dict.fromkeys(perf["scenario"]))
     ests = list(dict.fromkeys(perf["estimator"]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.55 * len(scen) + 2.2), sharey=True)
-    colours = {"calendar_cox": "#005EB8", "event_study": "#009639", "naive": "#DA291C"}
+    colours = {"calendar_cox": "#005EB8", "calendar_cox_year0": "#41B6E6", "event_study": "#009639",
+               "naive": "#DA291C"}
     for j, est in enumerate(ests):
         part = perf[perf["estimator"] == est].set_index("scenario").reindex(scen)
-        y = np.arange(len(scen)) + (j - (len(ests) - 1) / 2) * 0.22
+        y = np.arange(len(scen)) + (j - (len(ests) - 1) / 2) * 0.8 / len(ests)
         kw = dict(fmt="o", color=colours.get(est, "grey"), capsize=2, label=ESTIMATORS.get(est, est))
         axes[0].errorbar(part["bias_log"], y, xerr=2 * part["bias_mcse"], **kw)
         axes[1].errorbar(100 * part["coverage"], y, xerr=200 * part["coverage_mcse"], **kw)
@@ -87,8 +88,8 @@ def figure(perf: pd.DataFrame, path: Path) -> Path:
     axes[0].set_yticks(np.arange(len(scen)), scen)
     axes[0].invert_yaxis()
     handles, labels = axes[1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     plt.close(fig)
