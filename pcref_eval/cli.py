@@ -192,6 +192,7 @@ def _add_simulate_parser(sub) -> None:
 
 def cmd_simulate(args) -> int:
     from pcref_eval.simulate import StudySettings, figure, load_results, markdown_table, performance, run_study
+    from pcref_eval.simulate.summary import paired_difference, paired_markdown
     from pcref_eval.simulate.scenarios import scenarios
     unknown = sorted(set(args.scenarios) - set(scenarios()))
     if unknown or args.replicates < 2 or args.people < 1000 or args.workers < 1:
@@ -217,6 +218,12 @@ def cmd_simulate(args) -> int:
     perf.to_csv(args.out / "summary.csv", index=False)
     table = markdown_table(perf)
     print(table)
+    diff = paired_difference(results, "calendar_cox", "calendar_cox_year0")
+    if len(diff):
+        paired = paired_markdown(diff, "calendar_cox", "calendar_cox_year0")
+        print(paired)
+        table += ("\nSame replicates: the main estimate (`calendar_cox`) minus the model with year 0 as one bin "
+                  "(`calendar_cox_year0`):\n\n" + paired)
     if args.docs is not None:
         _write_simulation_docs(args.docs, table, perf, settings)
     return 1 if perf["failed"].sum() else 0

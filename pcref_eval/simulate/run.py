@@ -23,7 +23,7 @@ from pcref_eval.simulate.scenarios import scenarios
 
 ESTIMATORS = {
     "calendar_cox": "Calendar-time Cox, triple difference (comparison sites)",
-    "calendar_cox_year0": "Calendar-time Cox with year 0 as one bin (previous version; biased by ramps)",
+    "calendar_cox_year0": "Calendar-time Cox, year 0 as one bin (the previous main estimate)",
     "event_study": "Event study, interaction-weighted rate ratio (comparison sites)",
     "naive": "Naive before/after (own go-live only)",
 }

@@ -47,6 +47,26 @@ def performance(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def paired_difference(results: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Estimator ``a`` minus ``b`` on the same replicates (log scale): mean with Monte-Carlo SE, SD, per scenario."""
+    wide = results.pivot_table(index=["scenario", "rep"], columns="estimator", values="log_estimate", aggfunc="first")
+    if a not in wide or b not in wide:
+        return pd.DataFrame(columns=["scenario", "replicates", "mean_difference", "mcse", "sd"])
+    d = (wide[a] - wide[b]).dropna()
+    g = d.groupby(level="scenario", sort=False)
+    out = pd.DataFrame({"replicates": g.size(), "mean_difference": g.mean(), "sd": g.std(ddof=1)})
+    out["mcse"] = out["sd"] / np.sqrt(out["replicates"])
+    order = list(dict.fromkeys(results["scenario"]))
+    return out.reindex([o for o in order if o in out.index]).rename_axis("scenario").reset_index()
+
+
+def paired_markdown(diff: pd.DataFrame, a: str, b: str) -> str:
+    """The paired differences as Markdown."""
+    head = f"| scenario | R | {a} minus {b} (log) ± MCSE | SD |\n|---|---|---|---|\n"
+    return head + "\n".join(f"| {r['scenario']} | {r['replicates']} | {r['mean_difference']:+.4f} ± {r['mcse']:.4f} | "
+                             f"{r['sd']:.3f} |" for _, r in diff.iterrows()) + "\n"
+
+
 def markdown_table(perf: pd.DataFrame) -> str:
     """The performance table as Markdown (bias on the log scale, coverage in %)."""
     head = ("| scenario | estimator | R | mean truth | mean estimate | bias (log) ± MCSE | empirical SE | "
