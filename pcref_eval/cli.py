@@ -186,10 +186,13 @@ def _add_simulate_parser(sub) -> None:
                    help=f"scenarios to run (default all: {', '.join(scenarios())})")
     m.add_argument("--docs", type=Path, default=None,
                    help="docs folder: rewrite the results in simulation-study.md and figures/simulation-study.png")
+    m.add_argument("--summarise-only", action="store_true",
+                   help="run nothing: summarise the replicates already in OUT (up to --replicates per scenario)")
 
 
 def cmd_simulate(args) -> int:
     from pcref_eval.simulate import StudySettings, figure, load_results, markdown_table, performance, run_study
+    from pcref_eval.simulate.summary import paired_difference, paired_markdown
     from pcref_eval.simulate.scenarios import scenarios
     unknown = sorted(set(args.scenarios) - set(scenarios()))
     if unknown or args.replicates < 2 or args.people < 1000 or args.workers < 1:
@@ -199,7 +202,14 @@ def cmd_simulate(args) -> int:
         return 2
     settings = StudySettings(replicates=args.replicates, people=args.people, seed=args.seed,
                              scenario_names=tuple(args.scenarios), workers=args.workers)
-    path = run_study(args.out, settings)
+    if args.summarise_only:
+        from pcref_eval.simulate.run import RESULTS
+        path = args.out / RESULTS
+        if not path.exists():
+            print(f"pcref-eval simulate: {path}: no replicates to summarise", file=sys.stderr)
+            return 2
+    else:
+        path = run_study(args.out, settings)
     results = load_results(path, people=args.people)
     results = results[results["scenario"].isin(args.scenarios) & (results["rep"] < args.replicates)]
     perf = performance(results)
@@ -208,6 +218,12 @@ def cmd_simulate(args) -> int:
     perf.to_csv(args.out / "summary.csv", index=False)
     table = markdown_table(perf)
     print(table)
+    diff = paired_difference(results, "calendar_cox", "calendar_cox_year0")
+    if len(diff):
+        paired = paired_markdown(diff, "calendar_cox", "calendar_cox_year0")
+        print(paired)
+        table += ("\nSame replicates: the main estimate (`calendar_cox`) minus the model with year 0 as one bin "
+                  "(`calendar_cox_year0`):\n\n" + paired)
     if args.docs is not None:
         _write_simulation_docs(args.docs, table, perf, settings)
     return 1 if perf["failed"].sum() else 0
@@ -220,7 +236,9 @@ def _write_simulation_docs(docs: Path, table: str, perf, settings) -> None:
     page = docs / "simulation-study.md"
     text = page.read_text() if page.exists() else "# Simulation study\n\n<!-- results:start -->\n<!-- results:end -->\n"
     start, end = "<!-- results:start -->", "<!-- results:end -->"
-    block = (f"{start}\n{settings.replicates} replicates per scenario, {settings.people:,} people each, seed "
+    r = perf.groupby("scenario")["replicates"].max()
+    size = f"{r.min()}" if r.min() == r.max() else f"{r.min()}-{r.max()} (column R)"
+    block = (f"{start}\n{size} replicates per scenario, {settings.people:,} people each, seed "
              f"{settings.seed} (`pcref-eval simulate --replicates {settings.replicates} --people {settings.people} "
              f"--seed {settings.seed} --docs docs`).\n\n{table}\n![Bias and coverage by scenario and estimator]"
              f"(figures/{fig.name})\n{end}")

@@ -17,7 +17,10 @@ groups) and the log focus/reference rate ratio::
   go-live (k = 0 .. K, the last bin open-ended): Sun and Abraham's (2021) interaction-weighted
   event study, so sites already live never act as controls for later ones;
 - ``lead_k``: k = -2, -3, ... quarters before go-live (pooled over cohorts; -1 is the reference,
-  the earliest leads binned): their joint Wald test is the **pre-trend test**.
+  the earliest leads binned): their joint Wald test is the **pre-trend test**. Pooling the leads
+  can hide pre-trends of opposite sign in different adoption cohorts, so a second fit with one lead
+  per cohort and quarter (``lead_{c,k}``) gives the **per-cohort pre-trend test** (joint Wald test
+  of all cohort leads); it is a check only, the effects are those of the pooled-lead model.
 
 Aggregates (weights: the focus group's denominator in each cell, delta-method SEs): the event-time
 profile (per quarter since go-live, over cohorts) and the average effect on the treated.
@@ -51,6 +54,9 @@ class EventStudyResult:
     cells: pd.DataFrame  # modelled site-month cells with their labels (restricted: unrounded counts)
     params: pd.Series
     cov: pd.DataFrame
+    cohort_pretrend_chi2: float = float("nan")
+    cohort_pretrend_df: int = 0
+    cohort_pretrend_p: float = float("nan")
 
 
 def _labels(cells: pd.DataFrame, design: StaggeredDesign, max_lead: int, max_lag: int) -> pd.DataFrame:
@@ -102,12 +108,48 @@ def merge_empty_cells(d: pd.DataFrame) -> pd.DataFrame:
     raise RuntimeError("event study: could not merge empty event-time cells")
 
 
+def cohort_lead_labels(d: pd.DataFrame) -> pd.Series:
+    """Label "cohort|k" of lead cells (k <= -2) for the per-cohort pre-trend test, else "".
+
+    A cohort's lead without focus or reference events is merged into its neighbouring lead of the
+    same cohort (the earlier one, the first into the next); a cohort with no estimable lead gets
+    none (its rows then count as the reference quarter, like quarter -1).
+    """
+    lead = (d["event_quarter"] <= -2).to_numpy()
+    k = d["event_quarter"].where(lead)
+    label = pd.Series(np.where(lead, d["cohort"].astype(str) + "|" + k.fillna(0).astype(int).astype(str), ""),
+                      index=d.index)
+    for _ in range(10_000):
+        on = label != ""
+        sums = d.loc[on, ["focus_events", "reference_events"]].groupby(label[on]).sum()
+        empty = sums[(sums["focus_events"] == 0) | (sums["reference_events"] == 0)]
+        if not len(empty):
+            return label
+        c, kk = empty.index[0].split("|")
+        ks = sorted(int(x.split("|")[1]) for x in sums.index if x.split("|")[0] == c)
+        i = ks.index(int(kk))
+        target = "" if len(ks) == 1 else f"{c}|{ks[i - 1] if i > 0 else ks[1]}"
+        label = label.where(label != empty.index[0], target)
+    raise RuntimeError("event study: could not merge empty cohort leads")
+
+
+def _wald(params: pd.Series, cov: pd.DataFrame, names: list[str]) -> tuple[float, int, float]:
+    """Joint Wald test that the named coefficients are zero: chi-square, df, p."""
+    if not names:
+        return float("nan"), 0, float("nan")
+    b = params[names].to_numpy()
+    chi2 = float(b @ np.linalg.solve(cov.loc[names, names].to_numpy(), b))
+    return chi2, len(names), float(stats.chi2.sf(chi2, len(names)))
+
+
 def event_study(cells: pd.DataFrame, design: StaggeredDesign, max_lead: int = MAX_LEAD, max_lag: int = MAX_LAG,
-                conf: float = 0.95) -> EventStudyResult:
+                conf: float = 0.95, pretrend_by_cohort: bool = True) -> EventStudyResult:
     """Fit the interaction-weighted event study of the log focus/reference rate ratio (module docstring).
 
     ``cells``: site_id, month, focus_events, reference_events, focus_days, reference_days
-    (denominators: person-days, population or any exposure).
+    (denominators: person-days, population or any exposure). ``pretrend_by_cohort``: also fit the
+    per-cohort lead model for its pre-trend test (the simulation study, which measures only the
+    average effect, skips it).
     """
     import statsmodels.api as sm
 
@@ -136,12 +178,14 @@ def event_study(cells: pd.DataFrame, design: StaggeredDesign, max_lead: int = MA
     fit = sm.GLM(endog, exog, family=sm.families.Binomial(), offset=offset).fit()
     params, cov = fit.params, fit.cov_params()
     lead_names = [f"lead[{k}]" for k in leads]
-    if lead_names:
-        b = params[lead_names].to_numpy()
-        chi2 = float(b @ np.linalg.solve(cov.loc[lead_names, lead_names].to_numpy(), b))
-        p_pre = float(stats.chi2.sf(chi2, len(b)))
-    else:
-        chi2, p_pre = float("nan"), float("nan")
+    chi2, _, p_pre = _wald(params, cov, lead_names)
+    by_cohort = (float("nan"), 0, float("nan"))
+    if pretrend_by_cohort and lead_names:
+        cl = cohort_lead_labels(d)
+        names = sorted(c for c in cl.unique() if c)
+        Xc = exog.drop(columns=lead_names).assign(**{f"lead[{c}]": (cl == c).to_numpy(float) for c in names})
+        fc = sm.GLM(endog, Xc, family=sm.families.Binomial(), offset=offset).fit()
+        by_cohort = _wald(fc.params, fc.cov_params(), [f"lead[{c}]" for c in names])
     post = pd.DataFrame(post_terms, columns=["term", "cohort", "event_quarter"])
     sums = d[d["post"]].groupby(["cohort", "event_quarter"])[
         ["focus_events", "reference_events", "focus_days"]].sum()
@@ -166,7 +210,8 @@ def event_study(cells: pd.DataFrame, design: StaggeredDesign, max_lead: int = MA
                      "focus_denominator": float(part["focus_days"].sum())})
     profile = pd.DataFrame(rows).sort_values("event_quarter").reset_index(drop=True)
     return EventStudyResult(profile=profile, effect=effect, pretrend_chi2=chi2, pretrend_df=len(lead_names),
-                            pretrend_p=p_pre, cells=d, params=params, cov=cov)
+                            pretrend_p=p_pre, cells=d, params=params, cov=cov, cohort_pretrend_chi2=by_cohort[0],
+                            cohort_pretrend_df=by_cohort[1], cohort_pretrend_p=by_cohort[2])
 
 
 def measure_cells(data: pd.DataFrame, measure: str, reference: str, design: StaggeredDesign,

@@ -187,8 +187,13 @@ def pretrend_text(es, what: str = "first detention") -> str:
     p = "< 0.001" if es.pretrend_p < 0.001 else f"= {es.pretrend_p:.3f}"
     verdict = ("no evidence against parallel pre-trends" if es.pretrend_p >= 0.05
                else "evidence of diverging pre-trends: read the effect with caution")
-    return (f"Pre-trend check ({what}): joint Wald test that the {es.pretrend_df} pre-go-live quarters equal "
+    text = (f"Pre-trend check ({what}): joint Wald test that the {es.pretrend_df} pre-go-live quarters equal "
             f"the reference quarter, chi-square = {es.pretrend_chi2:.2f} on {es.pretrend_df} df, p {p}: {verdict}.")
+    if getattr(es, "cohort_pretrend_df", 0) and np.isfinite(es.cohort_pretrend_p):
+        pc = "< 0.001" if es.cohort_pretrend_p < 0.001 else f"= {es.cohort_pretrend_p:.3f}"
+        text += (f" With the pre-go-live quarters of each adoption cohort tested separately: chi-square = "
+                 f"{es.cohort_pretrend_chi2:.2f} on {es.cohort_pretrend_df} df, p {pc}.")
+    return text
 
 
 def headline_text(released: pd.DataFrame) -> str:

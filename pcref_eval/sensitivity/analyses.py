@@ -50,6 +50,19 @@ class SensitivityConfig:
     pooling: bool = True
     conf: float = 0.95
 
+    @classmethod
+    def for_run(cls, run_seed: int, **changes) -> "SensitivityConfig":
+        """Settings whose imputation seed derives from the run's seed (``EvaluationConfig.seed``)."""
+        return cls(imputation=ImputationConfig(seed=imputation_seed(run_seed)), **changes)
+
+
+MI_STREAM = 11  # child stream of the run seed used by multiple imputation
+
+
+def imputation_seed(run_seed: int) -> int:
+    """Seed of the multiple imputation: a child of the run seed (``SeedSequence([run_seed, MI_STREAM])``)."""
+    return int(np.random.SeedSequence([int(run_seed), MI_STREAM]).generate_state(1)[0])
+
 
 def analysis_cohort(cohort: pd.DataFrame, go_live: date | dict[str, date], reference: str) -> pd.DataFrame:
     """Cohort censored at go-live in the pre period, ``ethnic_group`` collapsed to focus/reference/other/not recorded."""

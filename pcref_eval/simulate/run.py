@@ -23,11 +23,13 @@ from pcref_eval.simulate.scenarios import scenarios
 
 ESTIMATORS = {
     "calendar_cox": "Calendar-time Cox, triple difference (comparison sites)",
+    "calendar_cox_year0": "Calendar-time Cox, year 0 as one bin (the previous main estimate)",
     "event_study": "Event study, interaction-weighted rate ratio (comparison sites)",
     "naive": "Naive before/after (own go-live only)",
 }
 TABLES_NEEDED = ("people", "referrals", "mha_episodes")
 RESULTS = "replicates.jsonl"
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
     out = {"scenario": scenario_name, "rep": rep, "people": people, "truth": truth, "log_truth": float(np.log(truth))}
     fits = {
         "calendar_cox": lambda: calendar_time_cox(ac, design).effect,
-        "event_study": lambda: event_study(cells(ac, design), design).effect,
+        "calendar_cox_year0": lambda: calendar_time_cox(ac, design, first_year_months=12).effect,
+        "event_study": lambda: event_study(cells(ac, design), design, pretrend_by_cohort=False).effect,
         "naive": lambda: naive_before_after(cohort, go_live, "White British"),
     }
     for name, fit in fits.items():
@@ -122,9 +125,14 @@ def run_study(out: Path, settings: StudySettings, echo=print) -> Path:
     t0 = time.perf_counter()
     with path.open("a") as fh:
         if settings.workers > 1:
+            import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
-            os.environ.setdefault("OMP_NUM_THREADS", "1")
-            with ProcessPoolExecutor(max_workers=settings.workers) as pool:
+            # one BLAS thread per worker: set before the workers import numpy (spawned, not forked from
+            # this process, whose OpenBLAS already sized its thread pool: forked workers oversubscribe the cores)
+            for var in BLAS_THREAD_VARS:
+                os.environ.setdefault(var, "1")
+            with ProcessPoolExecutor(max_workers=settings.workers,
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = [pool.submit(_job, j) for j in jobs]
                 for k, f in enumerate(as_completed(futures), 1):
                     _record(fh, f.result(), k, len(jobs), t0, echo)

@@ -47,6 +47,26 @@ def performance(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def paired_difference(results: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Estimator ``a`` minus ``b`` on the same replicates (log scale): mean with Monte-Carlo SE, SD, per scenario."""
+    wide = results.pivot_table(index=["scenario", "rep"], columns="estimator", values="log_estimate", aggfunc="first")
+    if a not in wide or b not in wide:
+        return pd.DataFrame(columns=["scenario", "replicates", "mean_difference", "mcse", "sd"])
+    d = (wide[a] - wide[b]).dropna()
+    g = d.groupby(level="scenario", sort=False)
+    out = pd.DataFrame({"replicates": g.size(), "mean_difference": g.mean(), "sd": g.std(ddof=1)})
+    out["mcse"] = out["sd"] / np.sqrt(out["replicates"])
+    order = list(dict.fromkeys(results["scenario"]))
+    return out.reindex([o for o in order if o in out.index]).rename_axis("scenario").reset_index()
+
+
+def paired_markdown(diff: pd.DataFrame, a: str, b: str) -> str:
+    """The paired differences as Markdown."""
+    head = f"| scenario | R | {a} minus {b} (log) ± MCSE | SD |\n|---|---|---|---|\n"
+    return head + "\n".join(f"| {r['scenario']} | {r['replicates']} | {r['mean_difference']:+.4f} ± {r['mcse']:.4f} | "
+                             f"{r['sd']:.3f} |" for _, r in diff.iterrows()) + "\n"
+
+
 def markdown_table(perf: pd.DataFrame) -> str:
     """The performance table as Markdown (bias on the log scale, coverage in %)."""
     head = ("| scenario | estimator | R | mean truth | mean estimate | bias (log) ± MCSE | empirical SE | "
@@ -72,10 +92,11 @@ def figure(perf: pd.DataFrame, path: Path) -> Path:
     scen = list(dict.fromkeys(perf["scenario"]))
     ests = list(dict.fromkeys(perf["estimator"]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.55 * len(scen) + 2.2), sharey=True)
-    colours = {"calendar_cox": "#005EB8", "event_study": "#009639", "naive": "#DA291C"}
+    colours = {"calendar_cox": "#005EB8", "calendar_cox_year0": "#41B6E6", "event_study": "#009639",
+               "naive": "#DA291C"}
     for j, est in enumerate(ests):
         part = perf[perf["estimator"] == est].set_index("scenario").reindex(scen)
-        y = np.arange(len(scen)) + (j - (len(ests) - 1) / 2) * 0.22
+        y = np.arange(len(scen)) + (j - (len(ests) - 1) / 2) * 0.8 / len(ests)
         kw = dict(fmt="o", color=colours.get(est, "grey"), capsize=2, label=ESTIMATORS.get(est, est))
         axes[0].errorbar(part["bias_log"], y, xerr=2 * part["bias_mcse"], **kw)
         axes[1].errorbar(100 * part["coverage"], y, xerr=200 * part["coverage_mcse"], **kw)
@@ -87,8 +108,8 @@ def figure(perf: pd.DataFrame, path: Path) -> Path:
     axes[0].set_yticks(np.arange(len(scen)), scen)
     axes[0].invert_yaxis()
     handles, labels = axes[1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     plt.close(fig)

@@ -89,3 +89,34 @@ def test_demo_event_study_covers_the_truth(demo):
     target = true_effect_for_cells(truth, r.cells[r.cells["post"]], design)
     assert abs(target - truth["attribution"]["att_detention_hazard"]) < 0.02  # same estimand, other weights
     assert abs(r.effect.log_estimate - np.log(target)) < 3 * r.effect.se
+
+
+def test_per_cohort_pre_trend_test_detects_opposite_pre_trends_that_pooling_hides():
+    """Cohort 2022-10 drifts up before go-live, cohort 2024-04 down by the same amount: the pooled leads cancel."""
+    rng = np.random.default_rng(5)
+    go = {f"s{i}": d for i, d in enumerate([date(2022, 10, 1)] * 2 + [date(2024, 4, 1)] * 2 + [date(2030, 1, 1)] * 2)}
+    design = design_from_sites(go, date(2021, 4, 1), date(2025, 3, 31))
+    slope = {date(2022, 10, 1): 0.25, date(2024, 4, 1): -0.25}
+    rows = []
+    for s, g_date in go.items():
+        g = design.go_live_month(s)
+        for m in range(design.n_months):
+            since = m - g
+            lead = slope.get(g_date, 0.0) * max(0, -since - 1) / 12 if since < 0 and g_date in slope else 0.0
+            # a lead pattern ending at quarter -2 (quarter -1 is the reference): level shift of the early quarters
+            mu_f = 200.0 * np.exp(np.log(2.5) + lead + (np.log(0.7) if since >= 0 else 0.0))
+            rows.append({"site_id": s, "month": m, "focus_events": rng.poisson(mu_f),
+                         "reference_events": rng.poisson(1000.0), "focus_days": 2e5, "reference_days": 1e6})
+    r = event_study(pd.DataFrame(rows), design)
+    assert r.cohort_pretrend_df > r.pretrend_df
+    assert r.cohort_pretrend_p < 0.001
+    assert r.pretrend_p > r.cohort_pretrend_p
+    # the per-cohort fit is a check only: the effect is the pooled-lead model's
+    plain = event_study(pd.DataFrame(rows), design, pretrend_by_cohort=False)
+    assert plain.effect.log_estimate == r.effect.log_estimate and np.isnan(plain.cohort_pretrend_p)
+
+
+def test_per_cohort_pre_trend_test_is_not_rejected_without_pre_trends():
+    cells, design, _ = _staggered_cells(seed=6)
+    r = event_study(cells, design)
+    assert r.cohort_pretrend_df >= r.pretrend_df and r.cohort_pretrend_p > 0.01

@@ -60,7 +60,7 @@ def test_small_study_runs_resumes_and_writes_docs(tmp_path, capsys):
     lines = (tmp_path / "out" / "replicates.jsonl").read_text().splitlines()
     assert len(lines) == 6
     first = json.loads(lines[0])
-    assert set(first) >= {"calendar_cox", "event_study", "naive", "truth"}
+    assert set(first) >= {"calendar_cox", "calendar_cox_year0", "event_study", "naive", "truth"}
     assert first["truth"] == pytest.approx(0.7)  # homogeneous effect, no ramp in these scenarios
     capsys.readouterr()
     main(args)
@@ -70,4 +70,4 @@ def test_small_study_runs_resumes_and_writes_docs(tmp_path, capsys):
     assert "| no_trend | Calendar-time Cox" in page
     assert (docs / "figures" / "simulation-study.png").stat().st_size > 10_000
     perf = performance(load_results(tmp_path / "out" / "replicates.jsonl"))
-    assert len(perf) == 6 and (perf["replicates"] == 3).all()
+    assert len(perf) == 8 and (perf["replicates"] == 3).all()  # 2 scenarios x 4 estimators
