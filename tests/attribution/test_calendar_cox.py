@@ -14,6 +14,8 @@ from pcref_eval.attribution.calendar_cox import calendar_cox_data, calendar_time
 from pcref_eval.attribution.design import analysis_cohort, design_from_sites
 from pcref_eval.survival.cox import cox
 
+from tests.rtools import require_r
+
 from .conftest import require_program
 
 START, END = date(2021, 4, 1), date(2025, 4, 30)
@@ -44,6 +46,7 @@ def test_matches_lifelines_cox_time_varying(small):
 def test_matches_r_survival_coxph(small, tmp_path):
     """R survival::coxph(Surv(start, stop, event) ~ ... + strata(site), ties = "efron") on the same rows."""
     rscript = require_program("Rscript", "r-base-core r-cran-survival")
+    require_r("survival")
     names = {c: f"x{i}" for i, c in enumerate(small.covariates)}
     data = small.data.rename(columns={**names, "_start": "tstart", "_stop": "tstop", "_event": "ev", "_site": "site"})
     data.to_csv(tmp_path / "d.csv", index=False)
@@ -52,8 +55,6 @@ def test_matches_r_survival_coxph(small, tmp_path):
               f"f <- coxph(Surv(tstart, tstop, ev) ~ {formula} + strata(site), data = d, ties = 'efron');"
               f"write.csv(data.frame(coef = coef(f), se = sqrt(diag(vcov(f)))), '{tmp_path / 'r.csv'}')")
     run = subprocess.run([rscript, "-e", script], capture_output=True, text=True, timeout=300)
-    if run.returncode != 0 and "survival" in run.stderr and "no package" in run.stderr.lower():
-        pytest.skip("R package survival is not installed (apt-get install -y r-cran-survival)")
     assert run.returncode == 0, run.stderr[-2000:]
     r = pd.read_csv(tmp_path / "r.csv", index_col=0)
     ours = cox(small.data, "_stop", "_event", small.covariates, strata="_site", entry_col="_start")
