@@ -367,6 +367,11 @@ class _Fit:
     converged: bool
 
 
+def _improves(new_loglik: float, old_loglik: float) -> bool:
+    """A Newton step is accepted when its log-likelihood is finite and not lower (to rounding)."""
+    return bool(np.isfinite(new_loglik)) and new_loglik >= old_loglik - 1e-10 * abs(old_loglik)
+
+
 def _newton_raphson(problem: CoxProblem, max_iter: int = 50, tol: float = 1e-12) -> _Fit:
     """Maximise the partial likelihood by Newton-Raphson with step halving (as R coxph.fit)."""
     beta = np.zeros(problem.p)
@@ -381,12 +386,17 @@ def _newton_raphson(problem: CoxProblem, max_iter: int = 50, tol: float = 1e-12)
             raise ValueError("information matrix is singular: covariates are collinear or constant") from exc
         new = problem.evaluate(beta + step)
         halvings = 0
-        while not np.isfinite(new.loglik) or new.loglik < der.loglik - 1e-10 * abs(der.loglik):
+        while not _improves(new.loglik, der.loglik):
             step = step / 2.0
             halvings += 1
             if halvings > 40:
                 break
             new = problem.evaluate(beta + step)
+        if not _improves(new.loglik, der.loglik):
+            # no step along Newton's direction keeps the log-likelihood finite and not lower: stop at the
+            # last finite iterate rather than accept a step to NaN (R coxph.fit also keeps the last good one)
+            converged = bool(np.all(np.isfinite(der.score)) and np.max(np.abs(step)) < 1e-7)
+            break
         change = abs(new.loglik - der.loglik)
         beta = beta + step
         der = new
