@@ -155,7 +155,9 @@ def incidence_curves(cohort: pd.DataFrame, group_col: str = "broad_group", thres
     """
     df = with_time_in_years(_recorded_only(cohort, group_col))
     df[group_col] = df[group_col].astype(str)
-    grid = np.arange(0, df["years"].max() + step_years, step_years)
+    # the landmark times of the released table are on the grid, so the figure's number-at-risk row can show
+    # exactly the released numbers (``risk_times=LANDMARK_YEARS``)
+    grid = np.union1d(np.arange(0, df["years"].max() + step_years, step_years), LANDMARK_YEARS)
     cif = cumulative_incidence(df, "years", "status", cause=STATUS_DETENTION, group_col=group_col, times=grid)
     cif = cif[cif["n_risk"] > threshold].copy()  # a released number at risk describes more than threshold people
     for col in ("n_risk", "n_event", "n_competing", "n_censored"):

@@ -229,6 +229,15 @@ class Publisher:
         return ReleasedTable(released, mask, table_html(released, mask, caption, count_cols, decimals, stem),
                              path, stem)
 
+    def test_result(self, name: str, caption: str, section: str = "Results", decimals: int = 4,
+                    **statistics) -> pd.DataFrame:
+        """Release a statistical test's results (e.g. ``chi_square=..., df=..., p=...``) as a one-row table of
+        model outputs, not displayed: a caption or sentence that quotes them then quotes a released value
+        (the release check refuses numbers in documents that no released table holds)."""
+        agg = Aggregate(pd.DataFrame([{k: float(v) for k, v in statistics.items()}]), counts=[],
+                        model=list(statistics))
+        return self.release_table(agg, name, caption, section, decimals).data
+
     def figure(self, fig, name: str, caption: str, section: str = "Results") -> list[Path]:
         """Release a figure drawn from released (controlled) numbers: SVG + 300-dpi PNG with a caption.
 

@@ -565,6 +565,7 @@ def _check(run_dir: Path, policy, ids):
     scanner = _Scanner(release, policy, ids)
     scanner.scan()
     attack_release(release, policy, scanner.add, notes)
+    document_numbers(run_dir, policy, scanner.add, notes)
     return scanner.violations, scanner.files_checked, policy, notes
 
 
@@ -575,6 +576,18 @@ def attack_release(release: Path, policy: DisclosurePolicy, add, notes: list[str
     tables = load_release(release)
     derived_violations(tables, add)
     differencing_violations(release, policy, add, tables=tables, site_prefixes=analysed_sites(release.parent))
+
+
+def document_numbers(run_dir: Path, policy: DisclosurePolicy, add, notes: list[str]) -> None:
+    """Numbers in figures and documents that no released table explains (:mod:`pcref_eval.release_numbers`)."""
+    from pcref_eval.release_numbers import config_values, document_number_violations
+    scan = document_number_violations(Path(run_dir) / "release", add, policy.rounding, policy.threshold,
+                                      config_values(run_dir))
+    notes.extend(scan.notes)
+    if scan.files:
+        per = ", ".join(f"{k.lstrip('.').upper()} {v:,}" for k, v in sorted(scan.numbers.items()))
+        notes.append(f"{sum(scan.numbers.values()):,} numbers read in {scan.files} figure(s) and document(s) "
+                     f"({per}) and matched against the released tables")
 
 
 def analysed_sites(run_dir: Path) -> list[str] | None:
