@@ -189,6 +189,12 @@ class Publisher:
         self.run_dir = Path(self.run_dir)
         for sub in ("release/tables", "release/figures", "release/index", "release/captions", "restricted/tables"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        index = self.run_dir / "release" / "index" / f"{self.prefix}.json"
+        if not self.entries and index.exists():  # a second publisher of the same prefix adds to the index
+            try:
+                self.entries = list(json.loads(index.read_text(encoding="utf-8")).get("entries", []))
+            except (ValueError, OSError, AttributeError):
+                self.entries = []
 
     def table(self, agg: Aggregate, name: str, caption: str, section: str = "Results",
               decimals: int = 2) -> pd.DataFrame:

@@ -227,6 +227,7 @@ class _Scanner:
         self.midpoint6: set[str] = set()                # Kaplan-Meier tables released with midpoint-6 rounding
         self.midpoint6_headers: set[tuple] = {KM_LANDMARK_HEADER}
         self.files_checked = 0
+        self.indexed: set[str] = set()                  # files recorded in release/index (tables and KM tables)
         self._load_index()
 
     def add(self, file: str, where: str, kind: str, detail: str) -> None:
@@ -242,6 +243,7 @@ class _Scanner:
                 if not isinstance(e, dict) or e.get("kind") not in ("table", "km_table"):
                     continue
                 counts = {normalise_header(c) for c in e.get("count_cols", [])}
+                self.indexed.update(str(f) for f in e.get("files", []))
                 if e.get("kind") == "km_table" or e.get("rounding") == "midpoint6":
                     for f in e.get("files", []):
                         self.midpoint6.add(str(f))
@@ -373,6 +375,10 @@ class _Scanner:
         if rel in self.midpoint6:
             self.check_midpoint6(rel, "", rows[0], rows[1:])
             return
+        if rel.startswith("tables/") and rel not in self.indexed:
+            self.add(rel, "whole table", "undeclared_table",
+                     "a released table that no release/index entry records: its columns are not declared, so the "
+                     "attacks (back-calculation, differencing) cannot check it")
         declared = self.count_cols.get(rel)
         self.check_table(rel, "", rows[0], rows[1:], declared)
 
@@ -573,7 +579,7 @@ def attack_release(release: Path, policy: DisclosurePolicy, add, notes: list[str
     """The whole-release attacks of :mod:`pcref_eval.release_attack`: back-calculation of every declared
     derived value from the released counts, and differencing across every table of the release."""
     from pcref_eval.release_attack import derived_violations, differencing_violations, load_release
-    tables = load_release(release)
+    tables = load_release(release, ("table", "km_table"))
     derived_violations(tables, add)
     differencing_violations(release, policy, add, tables=tables, site_prefixes=analysed_sites(release.parent))
 
