@@ -587,8 +587,9 @@ def attack_release(release: Path, policy: DisclosurePolicy, add, notes: list[str
 def document_numbers(run_dir: Path, policy: DisclosurePolicy, add, notes: list[str]) -> None:
     """Numbers in figures and documents that no released table explains (:mod:`pcref_eval.release_numbers`)."""
     from pcref_eval.release_numbers import config_values, document_number_violations
+    policy_values = {policy.threshold, policy.threshold + 1, policy.rounding, policy.km_rounding, policy.summary_min}
     scan = document_number_violations(Path(run_dir) / "release", add, policy.rounding, policy.threshold,
-                                      config_values(run_dir))
+                                      config_values(run_dir) | {float(v) for v in policy_values})
     notes.extend(scan.notes)
     if scan.files:
         per = ", ".join(f"{k.lstrip('.').upper()} {v:,}" for k, v in sorted(scan.numbers.items()))

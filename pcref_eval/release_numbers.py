@@ -84,12 +84,13 @@ NON_DATA: list[tuple[str, re.Pattern]] = [(name, re.compile(p, re.IGNORECASE)) f
     ("page x of y", r"\b\d+\s*(?:/|of)\s*\d+\s*$"),
     ("confidence level", r"\b(?:80|90|95|99)(?:\.\d)?\s*%\s*(?:CI|confidence|credible|prediction|interval|intervals|"
                          r"limits?|control|uncertainty|UI)\b|\b(?:80|90|95|99)(?:th)?\s+per\s*cent\s+confidence"),
-    ("per population", r"\bper\s+(?:1|10|100|1,000|10,000|100,000|1,000,000)\b(?:\s+(?:people|population|"
-                       r"person-years?|persons?|patients?))?|\b(?:100|1,000|10,000|100,000)\s+(?:person-years|"
-                       r"people-years|population)\b"),
+    ("per population", r"\bper\s+(?:1,000,000|100,000|10,000|1,000|100|10|1)(?![\d,])|"
+                       r"\b(?:100,000|10,000|1,000|100)\s+(?:person-years|people-years|population)\b"),
     ("p-value bound", r"[<>\u2264\u2265]\s*0?\.0*[15]\b"),
     ("SPC rule", r"\b\d+\s*(?:sigma|\u03c3|SD|standard deviations?|points?|consecutive|in a row|runs?)\b|"
                  r"\b(?:three|two)\s+sigma\b"),
+    ("disclosure policy", r"counts of \d+ to \d+ are redacted, the rest are rounded to the nearest \d+|"
+                          r"\bmidpoint[- ]\d+|\b(?:below|under|fewer than)\s+\d+\b"),
     ("numbered heading", r"^\s*\d+(?:\.\d+)*\.?\s+(?=[A-Z])"),
     ("ordinal", r"\b\d+(?:st|nd|rd|th)\b"),
     ("age band", r"\b\d{1,2}\s*(?:-|\u2013|to)\s*\d{1,2}\s*(?:years?|yrs)\b|\b\d{1,2}\+|\baged?\s+\d{1,2}\b"),
@@ -124,11 +125,11 @@ class ReleasedValues:
                     v = _as_float(cell)
                     if v is not None:
                         vals.append(abs(v))
-        arr = np.unique(np.asarray(vals, dtype=float))
-        return cls(np.concatenate([arr, arr * 100.0]) if len(arr) else arr, set(config_values or ()))
+        return cls(np.asarray(vals, dtype=float), set(config_values or ()))
 
     def __post_init__(self):
-        self.values = np.sort(np.asarray(self.values, dtype=float))
+        v = np.abs(np.asarray(self.values, dtype=float))
+        self.values = np.unique(np.concatenate([v, v * 100.0]))  # a proportion may be shown as a percentage
 
     def explains(self, value: float, decimals: int) -> bool:
         """True when a released value (or a configuration value) equals ``value`` to ``decimals`` decimals."""
@@ -235,13 +236,14 @@ def svg_texts(data: bytes) -> tuple[list[tuple[str, str]], list[tuple[str, str]]
     """(texts outside axis ticks, tick labels) of an SVG: [(where, text)]; tick labels are ('xtick'/'ytick' axis
     key, text) so each axis can be judged as a whole."""
     import xml.etree.ElementTree as ET
-    root = ET.fromstring(data)
+    # comments too: with svg.fonttype "path" matplotlib draws text as glyphs and keeps the string in a comment
+    root = ET.fromstring(data, parser=ET.XMLParser(target=ET.TreeBuilder(insert_comments=True)))
     ticks: list[tuple[str, str]] = []
     other: list[tuple[str, str]] = []
     tick_ids: set[int] = set()
 
     def local(el) -> str:
-        return el.tag.rsplit("}", 1)[-1]
+        return "comment" if el.tag is ET.Comment else el.tag.rsplit("}", 1)[-1]
 
     # matplotlib: <g id="axes_1"><g id="matplotlib.axis_1"><g id="xtick_1">...<text>2021</text>
     for axes_i, axes in enumerate(el for el in root.iter() if local(el) == "g"
@@ -252,15 +254,15 @@ def svg_texts(data: bytes) -> tuple[list[tuple[str, str]], list[tuple[str, str]]
             if local(g) != "g" or not m:
                 continue
             for el in g.iter():
-                if local(el) in ("text", "tspan"):
+                if local(el) in ("text", "tspan", "comment"):
                     tick_ids.add(id(el))
-                    t = "".join(el.itertext()).strip()
+                    t = (el.text or "").strip() if local(el) == "comment" else "".join(el.itertext()).strip()
                     if t:
                         ticks.append((f"{axes.get('id')}/{m.group(1)}", t))
     k = 0
     for el in root.iter():
-        if local(el) in ("text", "title", "desc") and id(el) not in tick_ids:
-            t = "".join(el.itertext()).strip()
+        if local(el) in ("text", "title", "desc", "comment") and id(el) not in tick_ids:
+            t = (el.text or "").strip() if local(el) == "comment" else "".join(el.itertext()).strip()
             if t:
                 k += 1
                 other.append((f"text element {k}", t))
