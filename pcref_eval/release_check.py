@@ -584,10 +584,15 @@ def attack_release(release: Path, policy: DisclosurePolicy, add, notes: list[str
     differencing_violations(release, policy, add, tables=tables, site_prefixes=analysed_sites(release.parent))
 
 
+#: The "per N" of rates (per 100 = percentage, per 1,000 bed days, per 100,000 population): units, not data.
+RATE_SCALES = (100, 1_000, 10_000, 100_000, 1_000_000)
+
+
 def document_numbers(run_dir: Path, policy: DisclosurePolicy, add, notes: list[str]) -> None:
     """Numbers in figures and documents that no released table explains (:mod:`pcref_eval.release_numbers`)."""
     from pcref_eval.release_numbers import config_values, document_number_violations
-    policy_values = {policy.threshold, policy.threshold + 1, policy.rounding, policy.km_rounding, policy.summary_min}
+    policy_values = {policy.threshold, policy.threshold + 1, policy.rounding, policy.km_rounding, policy.summary_min,
+                     *RATE_SCALES}
     scan = document_number_violations(Path(run_dir) / "release", add, policy.rounding, policy.threshold,
                                       config_values(run_dir) | {float(v) for v in policy_values})
     notes.extend(scan.notes)

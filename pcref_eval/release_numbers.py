@@ -81,7 +81,7 @@ NON_DATA: list[tuple[str, re.Pattern]] = [(name, re.compile(p, re.IGNORECASE)) f
     ("reference", r"\b(?:tables?|figures?|figs?\.|pages?|p\.|pp\.|sections?|appendix|appendices|chapter|part|"
                   r"steps?|step|items?|rules?|notes?|parts?|ss?\.|issue|measures?|footnote|box|row|column)\s+"
                   r"[A-Z]?\d+(?:\.\d+)*[a-z]?(?:\s*(?:of|to|and|-|\u2013|,)\s*[A-Z]?\d+(?:\.\d+)*)*"),
-    ("page x of y", r"\b\d+\s*(?:/|of)\s*\d+\s*$"),
+    ("page x of y", r"(?m)\b\d+[ \t]*(?:/|of)[ \t]*\d+[ \t]*$"),
     ("confidence level", r"\b(?:80|90|95|99)(?:\.\d)?\s*%\s*(?:CI|confidence|credible|prediction|interval|intervals|"
                          r"limits?|control|uncertainty|UI)\b|\b(?:80|90|95|99)(?:th)?\s+per\s*cent\s+confidence"),
     ("per population", r"\bper\s+(?:1,000,000|100,000|10,000|1,000|100|10|1)(?![\d,])|"
@@ -91,7 +91,12 @@ NON_DATA: list[tuple[str, re.Pattern]] = [(name, re.compile(p, re.IGNORECASE)) f
                  r"\b(?:three|two)\s+sigma\b"),
     ("disclosure policy", r"counts of \d+ to \d+ are redacted, the rest are rounded to the nearest \d+|"
                           r"\bmidpoint[- ]\d+|\b(?:below|under|fewer than)\s+\d+\b"),
-    ("numbered heading", r"^\s*\d+(?:\.\d+)*\.?\s+(?=[A-Z])"),
+    ("citation marker", r"\[\d+(?:\s*[,\u2013-]\s*\d+)*\]"),
+    ("algorithm or encoding", r"\b(?:SHA|MD|UTF|ISO|ICD|CRC)[- ]?\d+\b"),
+    ("data checks", r"\b\d+\s+of\s+\d+\s+(?:data\s+)?(?:checks|expectations|suites|sites)\b|"
+                    r"\b\d+\s+(?:data\s+)?(?:checks|expectations|suites)\b"),
+    ("published statistic", r"\b(?:NHS England|ONS|the Office for National Statistics) published\s+[\d,.]+"),
+    ("numbered heading", r"(?m)^[ \t]*\d+(?:\.\d+)*\.?[ \t]+(?=[A-Z][a-z])"),
     ("ordinal", r"\b\d+(?:st|nd|rd|th)\b"),
     ("age band", r"\b\d{1,2}\s*(?:-|\u2013|to)\s*\d{1,2}\s*(?:years?|yrs)\b|\b\d{1,2}\+|\baged?\s+\d{1,2}\b"),
     ("unit of time", r"\b\d+\s*(?:-\s*)?(?:months?|years?|weeks?|days?|quarters?)\b"),
@@ -111,11 +116,18 @@ class ReleasedValues:
 
     values: np.ndarray
     config: set[float] = field(default_factory=set)
+    integers: set[float] = field(default_factory=set)  # cells written as whole numbers (counts, denominators)
 
     @classmethod
-    def from_release(cls, release: Path, config_values: set[float] | None = None) -> "ReleasedValues":
+    def from_release(cls, release: Path, config_values: set[float] | None = None,
+                     prefixes: set[str] | None = None) -> "ReleasedValues":
+        """Values of every released table (or only those of ``prefixes``: see :func:`document_scope`)."""
         vals: list[float] = []
+        ints: set[float] = set()
+        known = release_prefixes(release)
         for path in sorted((release / "tables").glob("*.csv")) if (release / "tables").is_dir() else []:
+            if prefixes is not None and table_prefix(path.stem, known) not in prefixes:
+                continue
             try:
                 rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
             except (OSError, UnicodeDecodeError):
@@ -125,20 +137,56 @@ class ReleasedValues:
                     v = _as_float(cell)
                     if v is not None:
                         vals.append(abs(v))
-        return cls(np.asarray(vals, dtype=float), set(config_values or ()))
+                        if re.fullmatch(r"-?\d+", cell.strip().replace(",", "")):
+                            ints.add(abs(v))
+        return cls(np.asarray(vals, dtype=float), set(config_values or ()), ints)
 
     def __post_init__(self):
         v = np.abs(np.asarray(self.values, dtype=float))
         self.values = np.unique(np.concatenate([v, v * 100.0]))  # a proportion may be shown as a percentage
 
-    def explains(self, value: float, decimals: int) -> bool:
-        """True when a released value (or a configuration value) equals ``value`` to ``decimals`` decimals."""
+    def explains(self, value: float, decimals: int, whole: bool = False) -> bool:
+        """True when a released value (or a configuration value) equals ``value`` to ``decimals`` decimals.
+
+        ``whole``: a whole number printed without decimals and not as a percentage: below 100 it must equal a
+        cell released as a whole number (a count, a denominator, a label) or a configuration value exactly (a
+        rate or ratio rounded to a whole number would explain nearly every small number); from 100 a rate
+        printed to three significant figures (the board packs' format) may explain it too."""
         x = abs(value)
         tol = 0.5 * 10.0 ** (-decimals) * (1 + 1e-9) + 1e-12
         if any(abs(c - x) <= tol for c in self.config):
             return True
+        if whole and x in self.integers:
+            return True
+        if whole and x < 100:  # two digits or fewer: only a whole-number cell explains it
+            return False
         i = int(np.searchsorted(self.values, x - tol, side="left"))
         return i < len(self.values) and self.values[i] <= x + tol
+
+
+def release_prefixes(release: Path) -> list[str]:
+    """Prefixes of the release's notebooks and builders (``release/index/<prefix>.json``), longest first."""
+    return sorted((p.stem for p in (release / "index").glob("*.json")), key=len, reverse=True)
+
+
+def table_prefix(stem: str, prefixes: list[str]) -> str | None:
+    """The prefix a released file belongs to (``site_a_table_one`` -> ``site_a``), longest match first."""
+    return next((p for p in prefixes if stem == p or stem.startswith(p + "_")), None)
+
+
+#: Prefixes whose tables any document may quote (cross-site tables, the summary page's tables).
+SHARED_PREFIXES = {"all", "summary"}
+
+
+def document_scope(rel: str, prefixes: list[str]) -> set[str] | None:
+    """The tables a document may quote: a site's own figures, captions and board pack quote that site's
+    tables (and its data-quality tables) and the shared ones; every other document any table (None)."""
+    stem = Path(rel).stem
+    sites = [p for p in prefixes if p not in SHARED_PREFIXES and not p.startswith("dq_")]
+    own = table_prefix(stem, sites) or (table_prefix(stem[3:], sites) if stem.startswith("dq_") else None)
+    if own is None:
+        return None
+    return {own, f"dq_{own}", *SHARED_PREFIXES}
 
 
 def _as_float(cell: str) -> float | None:
@@ -189,6 +237,7 @@ class Found:
     where: str
     number: str
     context: str
+    pos: int = 0
 
 
 def unexplained_numbers(text: str, known: ReleasedValues, rounding: int, threshold: int,
@@ -214,11 +263,12 @@ def unexplained_numbers(text: str, known: ReleasedValues, rounding: int, thresho
         ctx = _context(text, m.start(), m.end())
         if decimals == 0 and _COUNT_WORDS.match(text[m.end():m.end() + 30]):
             if value > threshold and rounding > 1 and value % rounding:  # 1..threshold: the small_count rule
-                counts.append(Found("", m.group(0), ctx))
+                counts.append(Found("", m.group(0), ctx, m.start()))
                 continue
-        if covered[m.start():m.end()].all() or known.explains(value, decimals):
+        whole = decimals == 0 and not text[m.end():m.end() + 2].lstrip().startswith("%")
+        if covered[m.start():m.end()].all() or known.explains(value, decimals, whole):
             continue
-        bad.append(Found("", m.group(0), ctx))
+        bad.append(Found("", m.group(0), ctx, m.start()))
     return n, bad, counts
 
 
@@ -302,9 +352,7 @@ def html_texts(text: str) -> list[tuple[str, str]]:
             cells = [c.get_text(" ", strip=True) for c in tr.find_all(["th", "td"])]
             out += [(f"table {t_index}, row {r}, cell {j}", c) for j, c in enumerate(cells, 1) if c]
         table.decompose()
-    for i, line in enumerate(soup.get_text("\n").splitlines(), 1):
-        if line.strip():
-            out.append((f"text line {i}", line))
+    out.append(("text", soup.get_text("\n")))
     for tag in soup.find_all(True):
         for k in ("alt", "title", "aria-label"):
             v = tag.get(k)
@@ -343,12 +391,7 @@ def pdf_texts(path: Path) -> list[tuple[str, str]] | None:
                          timeout=300)
     if out.returncode != 0:
         raise ValueError(f"pdftotext failed: {out.stderr.strip()[:200]}")
-    texts = []
-    for p, page in enumerate(out.stdout.split("\f"), 1):
-        for i, line in enumerate(page.splitlines(), 1):
-            if line.strip():
-                texts.append((f"page {p}, line {i}", line))
-    return texts
+    return [(f"page {p}", page) for p, page in enumerate(out.stdout.split("\f"), 1) if page.strip()]
 
 
 def png_texts(path: Path) -> list[tuple[str, str]]:
@@ -379,7 +422,15 @@ def document_number_violations(release: Path, add, rounding: int, threshold: int
                                scan: NumberScan | None = None) -> NumberScan:
     """Read every figure and document of ``release`` and flag numbers the released tables do not explain."""
     scan = scan or NumberScan()
-    known = ReleasedValues.from_release(release, config_vals)
+    prefixes = release_prefixes(release)
+    scopes: dict = {}
+
+    def known_for(rel: str) -> ReleasedValues:
+        scope = document_scope(rel, prefixes)
+        key = None if scope is None else frozenset(scope)
+        if key not in scopes:
+            scopes[key] = ReleasedValues.from_release(release, config_vals, scope)
+        return scopes[key]
     pdf_missing = False
     for path in sorted(p for p in release.rglob("*") if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES):
         rel = path.relative_to(release).as_posix()
@@ -412,15 +463,19 @@ def document_number_violations(release: Path, add, rounding: int, threshold: int
                 texts += [(f"tick label of {axis}", t) for t in labels]
             else:
                 scan.numbers[suffix] = scan.numbers.get(suffix, 0) + sum(len(_NUMBER.findall(t)) for t in labels)
+        known = known_for(rel)
         for where, text in texts:
             n, bad, counts = unexplained_numbers(text, known, rounding, threshold)
             scan.numbers[suffix] = scan.numbers.get(suffix, 0) + n
+
+            def at(f: Found) -> str:  # a page or a whole document's text: name the line too
+                return f"{where}, line {text.count(chr(10), 0, f.pos) + 1}" if "\n" in text else where
             for f in bad:
-                add(rel, where, "unexplained_number",
+                add(rel, at(f), "unexplained_number",
                     f"number {f.number} is in no released table (nor a date, reference or config value): "
                     f"'{f.context}'")
             for f in counts:
-                add(rel, where, "unrounded_count",
+                add(rel, at(f), "unrounded_count",
                     f"text states a count of {f.number}, not a released (rounded) count: '{f.context}'")
     if pdf_missing:
         scan.notes.append("pdftotext (poppler-utils) not installed: numbers in PDFs not read (the HTML they are "
