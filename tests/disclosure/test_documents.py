@@ -55,7 +55,7 @@ def test_released_numbers_in_every_format_pass(tmp_path):
         "<html><head><style>p{margin:12px}</style><script>var x = 4613;</script></head><body>"
         "<h1>1. Summary</h1><p>Of 4,615 people, 475 were detained (hazard ratio 2.41, 95% CI shown in "
         "Table 2, page 3 of 12). Study window 2021-04-01 to 2025-03-31; rates per 100,000; p &lt; 0.001; "
-        "pandas 2.2.3; released 1 December 2026 at 03:04 UTC; counts of 1 to 7 redacted.</p>"
+        "pandas 2.2.3; released 1 December 2026 at 03:04 UTC; counts of 1 to 7 are redacted, the rest are rounded to the nearest 5.</p>"
         "<table><tr><th>people</th></tr><tr><td>4,615</td></tr></table></body></html>")
     assert _check(tmp_path) == []
 
