@@ -88,7 +88,9 @@ NON_DATA: list[tuple[str, re.Pattern]] = [(name, re.compile(p, re.IGNORECASE)) f
                        r"\b(?:100,000|10,000|1,000|100)\s+(?:person-years|people-years|population)\b"),
     ("p-value bound", r"[<>\u2264\u2265]\s*0?\.0*[15]\b"),
     ("SPC rule", r"\b\d+\s*(?:sigma|\u03c3|SD|standard deviations?|points?|consecutive|in a row|runs?)\b|"
-                 r"\b(?:three|two)\s+sigma\b"),
+                 r"\b(?:three|two)\s+sigma\b|(?<![\d.])(?:2\.66|3\.267|1\.128)(?![\d])"),  # XmR chart constants
+    ("data standard code", r"(?<![\w.,])(?:Z|99|X)(?:\s*,\s*(?:Z|99|X))+\b|"
+                           r"(?<![\w.,])99(?=\s*(?:\(|=|:)?\s*(?:not known|Not known|or blank|\)))|^\s*99\s*$"),
     ("disclosure policy", r"counts of \d+ to \d+ are redacted, the rest are rounded to the nearest \d+|"
                           r"\bmidpoint[- ]\d+|\b(?:below|under|fewer than)\s+\d+\b"),
     ("citation marker", r"\[\d+(?:\s*[,\u2013-]\s*\d+)*\]"),
