@@ -82,8 +82,9 @@ NON_DATA: list[tuple[str, re.Pattern]] = [(name, re.compile(p, re.IGNORECASE)) f
                   r"steps?|step|items?|rules?|notes?|parts?|ss?\.|issue|measures?|footnote|box|row|column)\s+"
                   r"[A-Z]?\d+(?:\.\d+)*[a-z]?(?:\s*(?:of|to|and|-|\u2013|,)\s*[A-Z]?\d+(?:\.\d+)*)*"),
     ("page x of y", r"(?m)\b\d+[ \t]*(?:/|of)[ \t]*\d+[ \t]*$"),
-    ("confidence level", r"\b(?:80|90|95|99)(?:\.\d)?\s*%\s*(?:CI|confidence|credible|prediction|interval|intervals|"
-                         r"limits?|control|uncertainty|UI)\b|\b(?:80|90|95|99)(?:th)?\s+per\s*cent\s+confidence"),
+    ("confidence level", r"\b(?:80|90|95|97\.5|99|99\.7|99\.8|99\.9)\s*%(?:\s*(?:and|or|,)\s*(?:95|99\.8)\s*%)?[\s,]*"
+                         r"(?:CI|confidence|credible|prediction|interval|intervals|limits?|control|uncertainty|UI|"
+                         r"funnel|allowing|band|bands)\b|\b(?:80|90|95|99)(?:th)?\s+per\s*cent\s+confidence"),
     ("per population", r"\bper\s+(?:1,000,000|100,000|10,000|1,000|100|10|1)(?![\d,])|"
                        r"\b(?:100,000|10,000|1,000|100)\s+(?:person-years|people-years|population)\b"),
     ("p-value bound", r"[<>\u2264\u2265]\s*0?\.0*[15]\b"),
@@ -97,7 +98,8 @@ NON_DATA: list[tuple[str, re.Pattern]] = [(name, re.compile(p, re.IGNORECASE)) f
     ("algorithm or encoding", r"\b(?:SHA|MD|UTF|ISO|ICD|CRC)[- ]?\d+\b"),
     ("data checks", r"\b\d+\s+of\s+\d+\s+(?:data\s+)?(?:checks|expectations|suites|sites)\b|"
                     r"\b\d+\s+(?:data\s+)?(?:checks|expectations|suites)\b"),
-    ("published statistic", r"\b(?:NHS England|ONS|the Office for National Statistics) published\s+[\d,.]+"),
+    ("published statistic", r"\b(?:NHS England|ONS|the Office for National Statistics) published\s+[\d,.]+|"
+                            r"\bEngland\s*\(\s*[\d.,]+\s*\)"),  # the national published value a funnel is centred on
     ("numbered heading", r"(?m)^[ \t]*\d+(?:\.\d+)*\.?[ \t]+(?=[A-Z][a-z])"),
     ("ordinal", r"\b\d+(?:st|nd|rd|th)\b"),
     ("age band", r"\b\d{1,2}\s*(?:-|\u2013|to)\s*\d{1,2}\s*(?:years?|yrs)\b|\b\d{1,2}\+|\baged?\s+\d{1,2}\b"),
@@ -305,12 +307,17 @@ def svg_texts(data: bytes) -> tuple[list[tuple[str, str]], list[tuple[str, str]]
             m = re.fullmatch(r"([xy])tick_\d+", gid)
             if local(g) != "g" or not m:
                 continue
+            comments, texts = [], []
             for el in g.iter():
                 if local(el) in ("text", "tspan", "comment"):
                     tick_ids.add(id(el))
-                    t = (el.text or "").strip() if local(el) == "comment" else "".join(el.itertext()).strip()
-                    if t:
-                        ticks.append((f"{axes.get('id')}/{m.group(1)}", t))
+                    if local(el) == "comment":
+                        comments.append((el.text or "").strip())
+                    elif local(el) == "text":
+                        texts.append(" ".join(t.strip() for t in el.itertext() if t.strip()))
+            label = next((c for c in comments if c), None) or " ".join(t for t in texts if t)
+            if label:
+                ticks.append((f"{axes.get('id')}/{m.group(1)}", label))
     k = 0
     for el in root.iter():
         if local(el) in ("text", "title", "desc", "comment") and id(el) not in tick_ids:
@@ -321,11 +328,22 @@ def svg_texts(data: bytes) -> tuple[list[tuple[str, str]], list[tuple[str, str]]
     return other, ticks
 
 
+def _mathtext_number(label: str) -> str:
+    """A matplotlib mathtext tick label as plain text: ``$\\mathdefault{10^{4}}$`` -> ``1e4``,
+    ``$\\mathdefault{2\\times10^{3}}$`` -> ``2e3``; other labels unchanged."""
+    s = label.strip()
+    if not (s.startswith("$") and s.endswith("$")):
+        return s
+    s = re.sub(r"\\mathdefault|\\mathregular|[{}$]", "", s).replace("\\times", "x").replace("\u2212", "-").strip()
+    m = re.fullmatch(r"(?:([\d.]+)\s*x\s*)?10\^(-?\d+)", s)
+    return f"{m.group(1) or 1}e{m.group(2)}" if m else s
+
+
 def ticks_are_scale(labels: list[str]) -> bool:
     """True when an axis' numeric tick labels are evenly spaced or a geometric sequence (a scale, not data)."""
     vals = []
     for lab in labels:
-        s = lab.replace("\u2212", "-").replace(",", "").replace("%", "").strip()
+        s = _mathtext_number(lab).replace("\u2212", "-").replace(",", "").replace("%", "").strip()
         try:
             vals.append(float(s))
         except ValueError:
