@@ -339,6 +339,17 @@ def _mathtext_number(label: str) -> str:
     return f"{m.group(1) or 1}e{m.group(2)}" if m else s
 
 
+#: Mantissas of the "nice" numbers axes are labelled with (x 10^k).
+NICE_MANTISSAS = (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 7.5, 8, 9)
+
+
+def _nice(v: float) -> bool:
+    if v == 0:
+        return True
+    k = math.floor(math.log10(abs(v)))
+    return any(math.isclose(abs(v) / 10 ** k, m, rel_tol=1e-9) for m in NICE_MANTISSAS)
+
+
 def ticks_are_scale(labels: list[str]) -> bool:
     """True when an axis' numeric tick labels are evenly spaced or a geometric sequence (a scale, not data)."""
     vals = []
@@ -348,7 +359,7 @@ def ticks_are_scale(labels: list[str]) -> bool:
             vals.append(float(s))
         except ValueError:
             return False if _NUMBER.search(lab) and not any(p.search(lab) for _n, p in NON_DATA) else True
-    if len(vals) <= 2:
+    if len(vals) <= 2 or all(_nice(v) for v in vals):  # hand-picked ticks on a log axis: 0.125, 0.25, 0.4, ...
         return True
     d = np.diff(vals)
     if np.allclose(d, d[0], rtol=1e-6, atol=1e-9):
