@@ -77,6 +77,9 @@ def test_uneven_tick_labels_are_read_as_data(tmp_path):
     assert any("476" in x.detail for x in v)
     assert ticks_are_scale(["0.0", "0.5", "1.0", "1.5"]) and ticks_are_scale(["1", "10", "100"])
     assert not ticks_are_scale(["0", "476", "1287"])
+    assert ticks_are_scale(["0.125", "0.25", "0.4", "0.5", "1", "1.25", "2", "3"])  # hand-picked, all "nice" numbers
+    assert ticks_are_scale(["$\\mathdefault{10^{1}}$", "$\\mathdefault{10^{2}}$", "$\\mathdefault{10^{3}}$"])
+    assert not ticks_are_scale(["0.125", "0.25", "0.476"])
 
 
 def _png_with_text(path, key: str, value: str):
