@@ -285,6 +285,10 @@ class Publisher:
         stem = f"{self.prefix}_{name}"
         km.to_csv(self.run_dir / "restricted" / "tables" / f"{stem}.csv", index=False)
         released = km_release_table(km, threshold=self.policy.threshold, rounding=self.policy.km_rounding)
+        from pcref_eval.release_attack import withheld_km_groups
+        withheld = withheld_km_groups(self.run_dir / "release", self.prefix, name, released.round(6), self.policy)
+        if withheld:  # its people, rounded a second way, would pin a count of an earlier table: not released
+            released = released[~released["group"].astype(str).isin(withheld)].reset_index(drop=True)
         path = self.run_dir / "release" / "tables" / f"{stem}.csv"
         released.round(6).to_csv(path, index=False, lineterminator="\n")
         self._record("km_table", name, caption, section, [path], rounding="midpoint6",

@@ -77,11 +77,11 @@ class Relation:
     rounded_sum: bool = False
 
 
-def load_release(release: Path, kinds: tuple[str, ...] = ("table",)) -> list[ReleasedCsv]:
-    """Every CSV table recorded in ``release/index/*.json`` whose entry is of one of ``kinds`` (``table``;
-    ``km_table``: Kaplan-Meier tables, for the differencing attack)."""
+def load_release(release: Path, kinds: tuple[str, ...] = ("table",), prefix: str | None = None) -> list[ReleasedCsv]:
+    """Every CSV table recorded in ``release/index/*.json`` (only ``<prefix>.json`` if given) whose entry is of one
+    of ``kinds`` (``table``; ``km_table``: Kaplan-Meier tables, for the differencing attack)."""
     tables = []
-    for index in sorted((release / "index").glob("*.json")):
+    for index in sorted((release / "index").glob("*.json" if prefix is None else f"{prefix}.json")):
         try:
             data = json.loads(index.read_text(encoding="utf-8"))
         except (ValueError, OSError):
@@ -571,3 +571,39 @@ def linked_redactions(release: Path, prefix: str, name: str, df: pd.DataFrame, k
             if mine[0] == file and t is not None and mine[2] in col_pos and t.redacted(other[2])[other[1]]:
                 out[mine[1], col_pos[mine[2]]] = True
     return out
+
+
+def withheld_km_groups(release: Path, prefix: str, name: str, km: pd.DataFrame, policy: DisclosurePolicy,
+                       max_groups: int = 10) -> list[str]:
+    """Groups of a Kaplan-Meier table about to be released to withhold (secondary suppression), so that its
+    midpoint-rounded people, together with this notebook's earlier tables (Table 1, cohort flow), pin no count.
+
+    The attack (:func:`attack` over :func:`release_relations`) is run on the notebook's tables with and
+    without the KM table; while the KM table pins a cell that was not pinned without it, the group of a
+    pinned KM cell (else of a KM cell in a relation with a newly pinned cell) is withheld.
+    """
+    file = f"tables/{prefix}_{name}.csv"
+    earlier = [t for t in load_release(release, ("table", "km_table"), prefix) if t.prefix == prefix and t.file != file]
+    if km.empty or not earlier:
+        return []
+    base = {c for c, _, _ in recovered_cells(attack(earlier, release_relations(earlier, []), policy))}
+    entry = {"kind": "km_table", "files": [file], "count_cols": ["n_risk", "n_event", "n_censored", "cum_event",
+                                                                  "cum_censored"]}
+    dropped: list[str] = []
+    while len(dropped) < max_groups:
+        part = km[~km["group"].astype(str).isin(dropped)].reset_index(drop=True)
+        if part.empty:
+            break
+        cand = ReleasedCsv(file, prefix, name, entry, part.astype(str), "km_table")
+        tables = [*earlier, cand]
+        rels = release_relations(tables, [])
+        new = {c for c, _, _ in recovered_cells(attack(tables, rels, policy))} - base
+        if not new:
+            break
+        mine = sorted(c for c in new if c[0] == file)
+        if not mine:
+            mine = sorted(c for r in rels if {r.total, *r.parts} & new for c in (r.total, *r.parts) if c[0] == file)
+        if not mine:
+            break
+        dropped.append(str(part.iloc[mine[0][1]]["group"]))
+    return dropped

@@ -84,10 +84,23 @@ def _km_site(run, people: dict[str, int], black_broad: int, prefix="site_a"):
     return pub.km_table(km, "km_broad", "KM")
 
 
-def test_km_people_against_table_one_hold_and_a_coincidence_of_roundings_is_refused(tmp_path):
-    # Black broad = 18 + 0 + 0: Table 1 releases 20 (18..22), the KM table roundmid(18) = 15 (13..18): 18 exactly
-    people = {"White British": 640, "Black African": 18, "Black Caribbean": 0, "Black Mixed": 60, "Black Other": 0,
-              "Other groups": 230}
+COINCIDENCE = {"White British": 640, "Black African": 18, "Black Caribbean": 0, "Black Mixed": 60, "Black Other": 0,
+               "Other groups": 230}
+
+
+def test_publisher_withholds_a_km_group_whose_two_roundings_pin_a_count(tmp_path):
+    """Black broad = 18 + 0 + 0: Table 1 releases 20 (18..22), the KM table would say roundmid(18) = 15 (13..18),
+    18 exactly; the publisher withholds the KM table's Black group instead (secondary suppression)."""
+    _km_site(tmp_path, COINCIDENCE, black_broad=18)
+    km_rows = pd.read_csv(tmp_path / "release" / "tables" / "site_a_km_broad.csv")
+    assert "Black" not in set(km_rows["group"]) and {"White", "Mixed"} <= set(km_rows["group"])
+    assert _violations(tmp_path, "differencing") == [] and _independent(tmp_path / "release") == {}
+
+
+def test_km_people_against_table_one_hold_and_a_coincidence_of_roundings_is_refused(tmp_path, monkeypatch):
+    import pcref_eval.release_attack as ra
+    monkeypatch.setattr(ra, "withheld_km_groups", lambda *a, **k: [])  # planted: the publisher's repair skipped
+    people = COINCIDENCE
     _km_site(tmp_path, people, black_broad=18)
     _assert_relations_hold(tmp_path, {"Kaplan-Meier Black = Table 1 Black groups",
                                       "Kaplan-Meier people = Table 1 recorded people"})
