@@ -100,6 +100,7 @@ NON_DATA: list[tuple[str, re.Pattern]] = [(name, re.compile(p, re.IGNORECASE)) f
                     r"\b\d+\s+(?:data\s+)?(?:checks|expectations|suites)\b"),
     ("published statistic", r"\b(?:NHS England|ONS|the Office for National Statistics) published\s+[\d,.]+|"
                             r"\bEngland\s*\(\s*[\d.,]+\s*\)"),  # the national published value a funnel is centred on
+    ("count of organisations", r"\b\d+\s+(?:of\s+\d+\s+)?(?:sites|trusts|ICBs|integrated care boards|providers)\b"),
     ("numbered heading", r"(?m)^[ \t]*\d+(?:\.\d+)*\.?[ \t]+(?=[A-Z][a-z])"),
     ("ordinal", r"\b\d+(?:st|nd|rd|th)\b"),
     ("age band", r"\b\d{1,2}\s*(?:-|\u2013|to)\s*\d{1,2}\s*(?:years?|yrs)\b|\b\d{1,2}\+|\baged?\s+\d{1,2}\b"),

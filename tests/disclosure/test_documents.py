@@ -142,7 +142,7 @@ def test_grammar_of_non_data_numbers():
     ok = ("Study window 1 April 2021 to 31 March 2025 (2021/22 to 2024/25, 2021-04 to 2025-03, 2023 Q4). "
           "See Table 3, Figure 12 and page 2 of 39; section 136; 95% CI; per 100,000 population; p < 0.001; "
           "Python 3.11.9, lifelines 0.30.0; run at 03:04:05 UTC in 41.5 s; 3 sigma; J Am Stat Assoc 1927;22:209-212. "
-          "doi:10.1080/01621459.1927.10502953; the 2nd quarter; aged 18-64 years; 12 months.")
+          "doi:10.1080/01621459.1927.10502953; the 2nd quarter; aged 18-64 years; 12 months; pooled over 41 sites.")
     n, bad, counts = unexplained_numbers(ok, known, rounding=5, threshold=7)
     assert n > 30 and bad == [] and counts == []
     n, bad, counts = unexplained_numbers("A rate of 56.88 in 2,021 people (1,237 detentions).", known, 5, 7)
