@@ -155,7 +155,9 @@ def incidence_curves(cohort: pd.DataFrame, group_col: str = "broad_group", thres
     """
     df = with_time_in_years(_recorded_only(cohort, group_col))
     df[group_col] = df[group_col].astype(str)
-    grid = np.arange(0, df["years"].max() + step_years, step_years)
+    # the landmark times of the released table are on the grid, so the figure's number-at-risk row can show
+    # exactly the released numbers (``risk_times=LANDMARK_YEARS``)
+    grid = np.union1d(np.arange(0, df["years"].max() + step_years, step_years), LANDMARK_YEARS)
     cif = cumulative_incidence(df, "years", "status", cause=STATUS_DETENTION, group_col=group_col, times=grid)
     cif = cif[cif["n_risk"] > threshold].copy()  # a released number at risk describes more than threshold people
     for col in ("n_risk", "n_event", "n_competing", "n_censored"):
@@ -237,6 +239,11 @@ def site_gap_estimates(cohort: pd.DataFrame, go_live: dict[str, date], reference
     return out
 
 
+def _p2(p: float) -> str:
+    """A p-value as the released PH-test table holds it (2 decimals), so the sentence quotes a released value."""
+    return "< 0.01" if p < 0.01 else f"= {p:.2f}"
+
+
 def ph_caveat(ph_test: pd.DataFrame, alpha: float = 0.05) -> str:
     """Report text on the proportional-hazards check: which terms fail and what that means for reading.
 
@@ -249,7 +256,7 @@ def ph_caveat(ph_test: pd.DataFrame, alpha: float = 0.05) -> str:
     glob = ph_test[ph_test["term"] == "GLOBAL"]["p"]
     if not terms:
         return (f"Proportional hazards: no covariate's Schoenfeld residual test is significant at {alpha:g}"
-                + (f" (global p = {glob.iloc[0]:.3f})." if len(glob) else "."))
+                + (f" (global p {_p2(glob.iloc[0])})." if len(glob) else "."))
     names = ", ".join(t.replace(GROUP_PREFIX, "") for t in terms)
     return (f"**Caveat (proportional hazards):** the Schoenfeld residual test rejects proportional hazards at "
             f"{alpha:g} for {names}. For these terms the hazard ratio varies with time since referral and the "

@@ -189,6 +189,12 @@ class Publisher:
         self.run_dir = Path(self.run_dir)
         for sub in ("release/tables", "release/figures", "release/index", "release/captions", "restricted/tables"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        index = self.run_dir / "release" / "index" / f"{self.prefix}.json"
+        if not self.entries and index.exists():  # a second publisher of the same prefix adds to the index
+            try:
+                self.entries = list(json.loads(index.read_text(encoding="utf-8")).get("entries", []))
+            except (ValueError, OSError, AttributeError):
+                self.entries = []
 
     def table(self, agg: Aggregate, name: str, caption: str, section: str = "Results",
               decimals: int = 2) -> pd.DataFrame:
@@ -228,6 +234,15 @@ class Publisher:
                      model_sources=agg.model_sources())
         return ReleasedTable(released, mask, table_html(released, mask, caption, count_cols, decimals, stem),
                              path, stem)
+
+    def test_result(self, name: str, caption: str, section: str = "Results", decimals: int = 4,
+                    **statistics) -> pd.DataFrame:
+        """Release a statistical test's results (e.g. ``chi_square=..., df=..., p=...``) as a one-row table of
+        model outputs, not displayed: a caption or sentence that quotes them then quotes a released value
+        (the release check refuses numbers in documents that no released table holds)."""
+        agg = Aggregate(pd.DataFrame([{k: float(v) for k, v in statistics.items()}]), counts=[],
+                        model=list(statistics))
+        return self.release_table(agg, name, caption, section, decimals).data
 
     def figure(self, fig, name: str, caption: str, section: str = "Results") -> list[Path]:
         """Release a figure drawn from released (controlled) numbers: SVG + 300-dpi PNG with a caption.
@@ -270,6 +285,10 @@ class Publisher:
         stem = f"{self.prefix}_{name}"
         km.to_csv(self.run_dir / "restricted" / "tables" / f"{stem}.csv", index=False)
         released = km_release_table(km, threshold=self.policy.threshold, rounding=self.policy.km_rounding)
+        from pcref_eval.release_attack import withheld_km_groups
+        withheld = withheld_km_groups(self.run_dir / "release", self.prefix, name, released.round(6), self.policy)
+        if withheld:  # its people, rounded a second way, would pin a count of an earlier table: not released
+            released = released[~released["group"].astype(str).isin(withheld)].reset_index(drop=True)
         path = self.run_dir / "release" / "tables" / f"{stem}.csv"
         released.round(6).to_csv(path, index=False, lineterminator="\n")
         self._record("km_table", name, caption, section, [path], rounding="midpoint6",

@@ -49,6 +49,7 @@ class ReleasedCsv:
     name: str
     entry: dict
     raw: pd.DataFrame
+    kind: str = "table"  # or "km_table": Kaplan-Meier table, cumulative counts midpoint-rounded
     values: pd.DataFrame = field(init=False)
 
     def __post_init__(self):
@@ -76,17 +77,18 @@ class Relation:
     rounded_sum: bool = False
 
 
-def load_release(release: Path) -> list[ReleasedCsv]:
-    """Every CSV table recorded in ``release/index/*.json`` (kind ``table``)."""
+def load_release(release: Path, kinds: tuple[str, ...] = ("table",), prefix: str | None = None) -> list[ReleasedCsv]:
+    """Every CSV table recorded in ``release/index/*.json`` (only ``<prefix>.json`` if given) whose entry is of one
+    of ``kinds`` (``table``; ``km_table``: Kaplan-Meier tables, for the differencing attack)."""
     tables = []
-    for index in sorted((release / "index").glob("*.json")):
+    for index in sorted((release / "index").glob("*.json" if prefix is None else f"{prefix}.json")):
         try:
             data = json.loads(index.read_text(encoding="utf-8"))
         except (ValueError, OSError):
             continue
         prefix = str(data.get("prefix", index.stem))
         for e in data.get("entries", []):
-            if not isinstance(e, dict) or e.get("kind") != "table":
+            if not isinstance(e, dict) or e.get("kind") not in kinds:
                 continue
             for f in e.get("files", []):
                 path = release / f
@@ -97,7 +99,7 @@ def load_release(release: Path) -> list[ReleasedCsv]:
                 if not rows:
                     continue
                 raw = pd.DataFrame(rows[1:], columns=rows[0]) if len(rows) > 1 else pd.DataFrame(columns=rows[0])
-                tables.append(ReleasedCsv(str(f), prefix, str(e.get("name", "")), e, raw.astype(str)))
+                tables.append(ReleasedCsv(str(f), prefix, str(e.get("name", "")), e, raw.astype(str), str(e["kind"])))
     return tables
 
 
@@ -109,6 +111,8 @@ def derived_violations(tables: list[ReleasedCsv], add) -> None:
     """Recompute every formula-declared derived value from the released counts; flag any that differ."""
     for t in tables:
         e = t.entry
+        if t.kind != "table":
+            continue
         if "columns" not in e:
             add(t.file, "whole table", "undeclared_table",
                 "the table's columns are not declared (counts, denominators, derived, model, labels): it "
@@ -255,6 +259,141 @@ def _window_vs_series(tables: list[ReleasedCsv], window_months: int = 12) -> lis
     return out
 
 
+def _km_first_rows(t: ReleasedCsv) -> dict[str, int]:
+    """Row of each group's first time in a Kaplan-Meier table: its ``n_risk`` is the group's people, midpoint-rounded."""
+    if t.kind != "km_table" or not {"group", "time", "n_risk"} <= set(t.raw.columns):
+        return {}
+    times = pd.to_numeric(t.raw["time"], errors="coerce").to_numpy()
+    out: dict[str, int] = {}
+    for i, g in enumerate(t.raw["group"]):
+        if g not in out or times[i] < times[out[g]]:
+            out[g] = i
+    return out
+
+
+#: Table 1 groups (PCREF scheme) whose people are exactly the broad group "Black" (codes M, N, P).
+BROAD_BLACK_PARTS = ("Black African", "Black Caribbean", "Black Other")
+
+
+def _km_vs_counts(tables: list[ReleasedCsv], all_prefix: str, site_prefixes: list[str]) -> list[Relation]:
+    """Kaplan-Meier tables (midpoint-rounded people at risk) against base-rounded counts of the same people.
+
+    - a KM table's first ``n_risk`` of a group is the group's people: the KM groups together (every broad
+      group present) are Table 1's recorded people (a virtual cell holds the shared true total);
+    - the broad group Black is Table 1's Black African + Black Caribbean + Black Other;
+    - the all-sites KM table's people of a group = the sum of every site's (same group present everywhere).
+    """
+    from pcref_eval.ethnicity import SCHEMES, UNRECORDED_LABELS
+    broad = set(SCHEMES["broad"].values())
+    out = []
+    by = {(t.prefix, t.name): t for t in tables}
+    for km in (t for t in tables if t.kind == "km_table"):
+        first = _km_first_rows(km)
+        t1 = by.get((km.prefix, "table_one"))
+        if first and t1 is not None and {"group", "people"} <= set(t1.raw.columns):
+            rows = {g: i for i, g in enumerate(t1.raw["group"])}
+            recorded = [i for g, i in rows.items() if g not in UNRECORDED_LABELS and str(g).lower() not in
+                        ("all", "total")]
+            if set(first) == broad and recorded:
+                v = ("virtual", 0, f"{km.prefix} recorded people")
+                out.append(Relation(v, tuple((km.file, i, "n_risk") for i in first.values()),
+                                    "Kaplan-Meier people = Table 1 recorded people"))
+                out.append(Relation(v, tuple((t1.file, i, "people") for i in recorded),
+                                    "Kaplan-Meier people = Table 1 recorded people"))
+            if "Black" in first and all(g in rows for g in BROAD_BLACK_PARTS):
+                out.append(Relation((km.file, first["Black"], "n_risk"),
+                                    tuple((t1.file, rows[g], "people") for g in BROAD_BLACK_PARTS),
+                                    "Kaplan-Meier Black = Table 1 Black groups"))
+        if km.prefix == all_prefix and site_prefixes:
+            sites = [by.get((p, km.name)) for p in site_prefixes]
+            if any(x is None for x in sites):
+                continue
+            site_first = [_km_first_rows(x) for x in sites]
+            for g, i in first.items():
+                if all(g in sf for sf in site_first):
+                    out.append(Relation((km.file, i, "n_risk"),
+                                        tuple((x.file, sf[g], "n_risk") for x, sf in zip(sites, site_first)),
+                                        "Kaplan-Meier: all sites = sum of sites"))
+    return out
+
+
+def _its_vs_series(tables: list[ReleasedCsv]) -> list[Relation]:
+    """Interrupted time series (``implementation_effect``): a measure's focus/reference events before and after
+    go-live are the sums of the board series' counts over the first ``months_before`` and the remaining months
+    (when the series spans exactly months_before + months_after, monthly or quarterly)."""
+    out = []
+    by_prefix: dict[str, dict[str, ReleasedCsv]] = {}
+    for t in tables:
+        by_prefix.setdefault(t.prefix, {})[t.name] = t
+    for named in by_prefix.values():
+        ie = named.get("implementation_effect")
+        if ie is None or not {"measure_id", "months_before", "months_after"} <= set(ie.raw.columns):
+            continue
+        for i, mid in enumerate(ie.raw["measure_id"]):
+            s = named.get(f"board_{mid}_series")
+            if s is None or "period" not in s.raw or not s.raw["period"].str.fullmatch(r"\d{4}-\d{2}").all():
+                continue
+            months = pd.PeriodIndex(s.raw["period"], freq="M").asi8
+            steps = np.diff(months)
+            if not len(steps) or not (steps == steps[0]).all():
+                continue
+            step = int(steps[0])
+            before = pd.to_numeric(ie.raw["months_before"].iloc[i], errors="coerce")
+            after = pd.to_numeric(ie.raw["months_after"].iloc[i], errors="coerce")
+            if not (np.isfinite(before) and np.isfinite(after)) or len(s.raw) * step != before + after \
+                    or before % step:
+                continue
+            k = int(before // step)
+            for who in ("focus", "reference"):
+                col = f"{who}_count"
+                if col not in s.raw:
+                    continue
+                for period, rows in (("pre", range(k)), ("post", range(k, len(s.raw)))):
+                    target = f"{who}_events_{period}"
+                    if target in ie.raw and len(rows):
+                        out.append(Relation((ie.file, i, target), tuple((s.file, r, col) for r in rows),
+                                            "ITS events before/after go-live = sum of the series' periods"))
+    return out
+
+
+def _gap_pooled_vs_change(tables: list[ReleasedCsv], all_prefix: str) -> list[Relation]:
+    """The pooled gap table's focus detentions of a site = that site's gap_change focus detentions before +
+    after go-live."""
+    out = []
+    by = {(t.prefix, t.name): t for t in tables}
+    pooled = by.get((all_prefix, "gap_pooled"))
+    if pooled is None or not {"label", "focus_detentions"} <= set(pooled.raw.columns):
+        return out
+    for i, site in enumerate(pooled.raw["label"]):
+        ch = by.get((site, "gap_change"))
+        if ch is None or not len(ch.raw) or not {"focus_detentions_pre", "focus_detentions_post"} <= set(ch.raw):
+            continue
+        out.append(Relation((pooled.file, i, "focus_detentions"),
+                            ((ch.file, 0, "focus_detentions_pre"), (ch.file, 0, "focus_detentions_post")),
+                            "pooled gap: site's detentions = before + after go-live"))
+    return out
+
+
+def _dq_failing(tables: list[ReleasedCsv]) -> list[Relation]:
+    """Data quality: a table's records = records with ethnicity recorded + records failing the
+    'ethnicity recorded' check (``failed_checks`` vs ``ethnicity_completeness`` of the same site)."""
+    out = []
+    by = {(t.prefix, t.name): t for t in tables}
+    for (prefix, name), fc in by.items():
+        comp = by.get((prefix, "ethnicity_completeness"))
+        if name != "failed_checks" or comp is None or not {"table", "column", "check", "rows_failing"} <= set(fc.raw) \
+                or not {"table", "recorded", "total"} <= set(comp.raw):
+            continue
+        rows = {tb: i for i, tb in enumerate(comp.raw["table"])}
+        for i in range(len(fc.raw)):
+            r = fc.raw.iloc[i]
+            if r["column"] == "ethnic_category" and "recorded" in str(r["check"]).lower() and r["table"] in rows:
+                j = rows[r["table"]]
+                out.append(Relation((comp.file, j, "total"), ((comp.file, j, "recorded"), (fc.file, i, "rows_failing")),
+                                    "data quality: records = recorded + failing"))
+    return out
+
+
 def release_relations(tables: list[ReleasedCsv], site_prefixes: list[str] | None = None,
                       all_prefix: str = "all") -> list[Relation]:
     """Every relation between released counts the attacker uses (see the module docstring)."""
@@ -268,6 +407,10 @@ def release_relations(tables: list[ReleasedCsv], site_prefixes: list[str] | None
     rels += _site_vs_all(tables, all_prefix, site_prefixes)
     rels += _flow_vs_table_one(tables)
     rels += _window_vs_series(tables)
+    rels += _km_vs_counts(tables, all_prefix, site_prefixes)
+    rels += _its_vs_series(tables)
+    rels += _gap_pooled_vs_change(tables, all_prefix)
+    rels += _dq_failing(tables)
     return [r for r in rels if r.parts]
 
 
@@ -275,8 +418,11 @@ def release_relations(tables: list[ReleasedCsv], site_prefixes: list[str] | None
 # the attack
 
 
-def cell_interval(raw: str, policy: DisclosurePolicy) -> tuple[float, float, str]:
-    """(lowest, highest) true count consistent with a released cell, and what it was: rounded/zero/redacted."""
+def cell_interval(raw: str, policy: DisclosurePolicy, scheme: str = "base") -> tuple[float, float, str]:
+    """(lowest, highest) true count consistent with a released cell, and what it was: rounded/zero/redacted.
+
+    ``scheme="midpoint"``: a Kaplan-Meier count, midpoint-rounded to ``policy.km_rounding`` (ceil(x/b)b - b//2:
+    a released v means ((k-1)b, kb] with k = (v + b//2) / b)."""
     s = str(raw).strip().replace(",", "")
     if s == REDACTED:
         return 1.0, math.inf, "redacted"
@@ -288,6 +434,12 @@ def cell_interval(raw: str, policy: DisclosurePolicy) -> tuple[float, float, str
         return 0.0, math.inf, "unknown"
     if v == 0:
         return 0.0, 0.0, "zero"
+    if scheme == "midpoint":
+        b = policy.km_rounding
+        k = (v + b // 2) / b
+        if b <= 1 or k != int(k):
+            return v, v, "unrounded"
+        return float((int(k) - 1) * b + 1), float(int(k) * b), "rounded"
     b = policy.rounding
     if b > 1 and v % b != 0:  # not rounded: the attacker takes it as the true count
         return v, v, "unrounded"
@@ -310,7 +462,7 @@ def attack(tables: list[ReleasedCsv], relations: list[Relation], policy: Disclos
     for c in cells:
         t = by_file.get(c[0])
         raw = t.raw.iloc[c[1]][c[2]] if t is not None and c[2] in t.raw.columns and c[1] < len(t.raw) else ""
-        lo[c], hi[c], kind[c] = cell_interval(raw, policy)
+        lo[c], hi[c], kind[c] = cell_interval(raw, policy, cell_scheme(t))
     # a relation the released values cannot satisfy does not hold here (the attacker guessed wrong): drop it
     rels = [r for r in rels if sum(lo[p] for p in r.parts) <= hi[r.total] and sum(hi[p] for p in r.parts) >= lo[r.total]]
     for _ in range(max_rounds):
@@ -339,6 +491,11 @@ def attack(tables: list[ReleasedCsv], relations: list[Relation], policy: Disclos
     return {c: (lo[c], hi[c], kind[c]) for c in cells}
 
 
+def cell_scheme(t: ReleasedCsv | None) -> str:
+    """How a table's counts were rounded: ``midpoint`` (Kaplan-Meier tables) or ``base`` (every other table)."""
+    return "midpoint" if t is not None and t.kind == "km_table" else "base"
+
+
 def released_two_ways(tables: list[ReleasedCsv], relations: list[Relation], policy: DisclosurePolicy
                       ) -> list[tuple[Cell, Cell]]:
     """Pairs of cells that hold the same count (one-part relations) but were released as different values."""
@@ -347,8 +504,11 @@ def released_two_ways(tables: list[ReleasedCsv], relations: list[Relation], poli
     def raw(c):
         t = by_file.get(c[0])
         return str(t.raw.iloc[c[1]][c[2]]) if t is not None and c[2] in t.raw.columns and c[1] < len(t.raw) else ""
+    def scheme(c):
+        return cell_scheme(by_file.get(c[0]))
     return [(r.total, r.parts[0]) for r in relations
-            if len(r.parts) == 1 and not r.rounded_sum and raw(r.total) != raw(r.parts[0])]
+            if len(r.parts) == 1 and not r.rounded_sum and scheme(r.total) == scheme(r.parts[0])
+            and raw(r.total) != raw(r.parts[0])]
 
 
 def recovered_cells(bounds: dict) -> list[tuple[Cell, float, str]]:
@@ -359,7 +519,7 @@ def recovered_cells(bounds: dict) -> list[tuple[Cell, float, str]]:
 def differencing_violations(release: Path, policy: DisclosurePolicy, add, site_prefixes=None,
                             tables: list[ReleasedCsv] | None = None) -> None:
     """Run :func:`attack` over :func:`release_relations`; flag each rounded/redacted count it pins down."""
-    tables = load_release(release) if tables is None else tables
+    tables = load_release(release, ("table", "km_table")) if tables is None else tables
     rels = release_relations(tables, site_prefixes)
     for a, b in released_two_ways(tables, rels, policy):
         add(a[0], f"row {a[1] + 1}, column '{a[2]}'", "released_two_ways",
@@ -411,3 +571,39 @@ def linked_redactions(release: Path, prefix: str, name: str, df: pd.DataFrame, k
             if mine[0] == file and t is not None and mine[2] in col_pos and t.redacted(other[2])[other[1]]:
                 out[mine[1], col_pos[mine[2]]] = True
     return out
+
+
+def withheld_km_groups(release: Path, prefix: str, name: str, km: pd.DataFrame, policy: DisclosurePolicy,
+                       max_groups: int = 10) -> list[str]:
+    """Groups of a Kaplan-Meier table about to be released to withhold (secondary suppression), so that its
+    midpoint-rounded people, together with this notebook's earlier tables (Table 1, cohort flow), pin no count.
+
+    The attack (:func:`attack` over :func:`release_relations`) is run on the notebook's tables with and
+    without the KM table; while the KM table pins a cell that was not pinned without it, the group of a
+    pinned KM cell (else of a KM cell in a relation with a newly pinned cell) is withheld.
+    """
+    file = f"tables/{prefix}_{name}.csv"
+    earlier = [t for t in load_release(release, ("table", "km_table"), prefix) if t.prefix == prefix and t.file != file]
+    if km.empty or not earlier:
+        return []
+    base = {c for c, _, _ in recovered_cells(attack(earlier, release_relations(earlier, []), policy))}
+    entry = {"kind": "km_table", "files": [file], "count_cols": ["n_risk", "n_event", "n_censored", "cum_event",
+                                                                  "cum_censored"]}
+    dropped: list[str] = []
+    while len(dropped) < max_groups:
+        part = km[~km["group"].astype(str).isin(dropped)].reset_index(drop=True)
+        if part.empty:
+            break
+        cand = ReleasedCsv(file, prefix, name, entry, part.astype(str), "km_table")
+        tables = [*earlier, cand]
+        rels = release_relations(tables, [])
+        new = {c for c, _, _ in recovered_cells(attack(tables, rels, policy))} - base
+        if not new:
+            break
+        mine = sorted(c for c in new if c[0] == file)
+        if not mine:
+            mine = sorted(c for r in rels if {r.total, *r.parts} & new for c in (r.total, *r.parts) if c[0] == file)
+        if not mine:
+            break
+        dropped.append(str(part.iloc[mine[0][1]]["group"]))
+    return dropped

@@ -227,6 +227,7 @@ class _Scanner:
         self.midpoint6: set[str] = set()                # Kaplan-Meier tables released with midpoint-6 rounding
         self.midpoint6_headers: set[tuple] = {KM_LANDMARK_HEADER}
         self.files_checked = 0
+        self.indexed: set[str] = set()                  # files recorded in release/index (tables and KM tables)
         self._load_index()
 
     def add(self, file: str, where: str, kind: str, detail: str) -> None:
@@ -242,6 +243,7 @@ class _Scanner:
                 if not isinstance(e, dict) or e.get("kind") not in ("table", "km_table"):
                     continue
                 counts = {normalise_header(c) for c in e.get("count_cols", [])}
+                self.indexed.update(str(f) for f in e.get("files", []))
                 if e.get("kind") == "km_table" or e.get("rounding") == "midpoint6":
                     for f in e.get("files", []):
                         self.midpoint6.add(str(f))
@@ -373,6 +375,12 @@ class _Scanner:
         if rel in self.midpoint6:
             self.check_midpoint6(rel, "", rows[0], rows[1:])
             return
+        # a release whose index records tables: a table missing from it bypassed the declarations (a release whose
+        # index records none, e.g. a test double of a notebook, is checked by headers only, as before)
+        if rel.startswith("tables/") and self.indexed and rel not in self.indexed:
+            self.add(rel, "whole table", "undeclared_table",
+                     "a released table that no release/index entry records: its columns are not declared, so the "
+                     "attacks (back-calculation, differencing) cannot check it")
         declared = self.count_cols.get(rel)
         self.check_table(rel, "", rows[0], rows[1:], declared)
 
@@ -565,6 +573,7 @@ def _check(run_dir: Path, policy, ids):
     scanner = _Scanner(release, policy, ids)
     scanner.scan()
     attack_release(release, policy, scanner.add, notes)
+    document_numbers(run_dir, policy, scanner.add, notes)
     return scanner.violations, scanner.files_checked, policy, notes
 
 
@@ -572,9 +581,27 @@ def attack_release(release: Path, policy: DisclosurePolicy, add, notes: list[str
     """The whole-release attacks of :mod:`pcref_eval.release_attack`: back-calculation of every declared
     derived value from the released counts, and differencing across every table of the release."""
     from pcref_eval.release_attack import derived_violations, differencing_violations, load_release
-    tables = load_release(release)
+    tables = load_release(release, ("table", "km_table"))
     derived_violations(tables, add)
     differencing_violations(release, policy, add, tables=tables, site_prefixes=analysed_sites(release.parent))
+
+
+#: The "per N" of rates (per 100 = percentage, per 1,000 bed days, per 100,000 population): units, not data.
+RATE_SCALES = (100, 1_000, 10_000, 100_000, 1_000_000)
+
+
+def document_numbers(run_dir: Path, policy: DisclosurePolicy, add, notes: list[str]) -> None:
+    """Numbers in figures and documents that no released table explains (:mod:`pcref_eval.release_numbers`)."""
+    from pcref_eval.release_numbers import config_values, document_number_violations
+    policy_values = {policy.threshold, policy.threshold + 1, policy.rounding, policy.km_rounding, policy.summary_min,
+                     *RATE_SCALES}
+    scan = document_number_violations(Path(run_dir) / "release", add, policy.rounding, policy.threshold,
+                                      config_values(run_dir) | {float(v) for v in policy_values})
+    notes.extend(scan.notes)
+    if scan.files:
+        per = ", ".join(f"{k.lstrip('.').upper()} {v:,}" for k, v in sorted(scan.numbers.items()))
+        notes.append(f"{sum(scan.numbers.values()):,} numbers read in {scan.files} figure(s) and document(s) "
+                     f"({per}) and matched against the released tables")
 
 
 def analysed_sites(run_dir: Path) -> list[str] | None:

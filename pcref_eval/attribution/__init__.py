@@ -30,7 +30,7 @@ from pcref_eval.attribution.tables import (design_text, event_study_figure, even
 __all__ = ["Attribution", "attribute", "calendar_time_cox", "cells", "design_from_sites", "design_text",
            "event_study", "event_study_figure", "event_study_table", "event_year_table", "headline_figure",
            "headline_table", "headline_text", "measure_cells", "measure_event_studies", "naive_before_after",
-           "pretrend_text", "publish_measure_event_studies", "sites_measure_counts"]
+           "pretrend_text", "publish_measure_event_studies", "publish_pretrend", "sites_measure_counts"]
 
 
 @dataclass
@@ -101,7 +101,19 @@ def publish_measure_event_studies(session, att: Attribution, site_ids: list[str]
         session.pub.figure(event_study_figure(released, f"{measure}, all sites"), f"event_study_{measure}",
                            f"Event study of {measure}, all sites: focus/reference ratio by quarter since go-live "
                            "(95% CI)", section=SECTION)
+        publish_pretrend(session, es, f"event_study_{measure}")
         session.pub.note(pretrend_text(es, measure) + " " + _average_text(es, measure))
+
+
+def publish_pretrend(session, es: EventStudyResult, name: str) -> None:
+    """Release the event study's pre-trend test and average change (model outputs, not displayed), so the
+    sentences that quote them quote released values."""
+    from pcref_eval.attribution.tables import SECTION
+    e = es.effect
+    session.pub.test_result(f"{name}_tests", f"{name}: joint Wald test of the pre-go-live quarters and the average "
+                            "change after go-live (95% CI)", section=SECTION, pretrend_chi_square=es.pretrend_chi2,
+                            pretrend_df=es.pretrend_df, pretrend_p=es.pretrend_p, average_change=e.estimate,
+                            average_change_lower=e.lower, average_change_upper=e.upper)
 
 
 def _average_text(es: EventStudyResult, measure: str) -> str:

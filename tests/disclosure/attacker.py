@@ -30,8 +30,30 @@ def bounds_of(raw: str, threshold: int, rounding: int) -> tuple[int, int, str]:
     return max(math.ceil(v - rounding / 2), threshold + 1), math.ceil(v + rounding / 2) - 1, "rounded"
 
 
+def bounds_midpoint(raw: str, base: int) -> tuple[int, int, str]:
+    """A Kaplan-Meier count released with midpoint rounding: v = ceil(x / base) * base - base // 2 (0 stays 0),
+    so v stands for every x in [v + base // 2 - base + 1, v + base // 2]."""
+    v = float(str(raw).strip().replace(",", ""))
+    if v == 0:
+        return 0, 0, "zero"
+    top = int(v) + base // 2
+    if top % base:
+        return int(v), int(v), "unrounded"
+    return top - base + 1, top, "rounded"
+
+
+def _bounds(cell, threshold: int, rounding: int) -> tuple[int, int, str]:
+    if cell is None:  # a quantity no table releases (e.g. a shared total): any non-negative integer
+        return 0, BIG, "unknown"
+    if isinstance(cell, tuple) and cell[0] == "midpoint":
+        return bounds_midpoint(cell[1], cell[2])
+    return bounds_of(cell, threshold, rounding)
+
+
 def recover(cells: dict, relations: list[tuple[object, list]], threshold: int, rounding: int) -> dict:
-    """``cells``: {key: released string}; ``relations``: [(total key, [part keys])] with total = sum(parts).
+    """``cells``: {key: released string, or ("midpoint", released string, base) for a Kaplan-Meier count};
+    ``relations``: [(total key, [part keys])] with total = sum(parts). A key absent from ``cells`` is a quantity
+    no table releases (any non-negative integer).
 
     Returns {key: true value} for every rounded/redacted cell the relations pin to one integer.
     """
@@ -60,7 +82,7 @@ def _recover_component(cells: dict, relations: list, threshold: int, rounding: i
     if not keys:
         return {}
     pos = {k: i for i, k in enumerate(keys)}
-    lo, hi, kind = zip(*(bounds_of(cells[k], threshold, rounding) for k in keys))
+    lo, hi, kind = zip(*(_bounds(cells.get(k), threshold, rounding) for k in keys))
     a = np.zeros((len(relations), len(keys)))
     for r, (t, ps) in enumerate(relations):
         a[r, pos[t]] -= 1
