@@ -240,7 +240,9 @@ class Publisher:
         """Release a statistical test's results (e.g. ``chi_square=..., df=..., p=...``) as a one-row table of
         model outputs, not displayed: a caption or sentence that quotes them then quotes a released value
         (the release check refuses numbers in documents that no released table holds)."""
-        agg = Aggregate(pd.DataFrame([{k: float(v) for k, v in statistics.items()}]), counts=[],
+        # whole-number statistics (degrees of freedom) stay whole numbers, as the text prints them
+        row = {k: int(v) if isinstance(v, (int, np.integer)) else float(v) for k, v in statistics.items()}
+        agg = Aggregate(pd.DataFrame([row]), counts=[],
                         model=list(statistics))
         return self.release_table(agg, name, caption, section, decimals).data
 

@@ -110,9 +110,12 @@ def publish_pretrend(session, es: EventStudyResult, name: str) -> None:
     sentences that quote them quote released values."""
     from pcref_eval.attribution.tables import SECTION
     e = es.effect
-    session.pub.test_result(f"{name}_tests", f"{name}: joint Wald test of the pre-go-live quarters and the average "
-                            "change after go-live (95% CI)", section=SECTION, pretrend_chi_square=es.pretrend_chi2,
-                            pretrend_df=es.pretrend_df, pretrend_p=es.pretrend_p, average_change=e.estimate,
+    session.pub.test_result(f"{name}_tests", f"{name}: joint Wald tests of the pre-go-live quarters (pooled and "
+                            "by adoption cohort) and the average change after go-live (95% CI)", section=SECTION, pretrend_chi_square=es.pretrend_chi2,
+                            pretrend_df=es.pretrend_df, pretrend_p=es.pretrend_p,
+                            cohort_pretrend_chi_square=es.cohort_pretrend_chi2,
+                            cohort_pretrend_df=es.cohort_pretrend_df, cohort_pretrend_p=es.cohort_pretrend_p,
+                            average_change=e.estimate,
                             average_change_lower=e.lower, average_change_upper=e.upper)
 
 

@@ -153,3 +153,15 @@ def test_released_value_explains_its_shown_decimals():
     known = ReleasedValues(values=[56.76, 0.4883, 475.0])
     assert known.explains(56.8, 1) and known.explains(57, 0) and known.explains(48.83, 2)  # 0.4883 as a percentage
     assert not known.explains(56.88, 2) and not known.explains(476, 0)
+
+
+def test_a_test_results_degrees_of_freedom_explain_the_sentence_that_quotes_them(tmp_path):
+    """A sentence 'chi-square = 17.92 on 26 df' passes only if the released test table holds 26 as a whole number."""
+    release = _release(tmp_path)
+    Publisher(tmp_path, "all", display=False).test_result("pretrend", "Pre-trend test", chi_square=17.9225, df=26,
+                                                          p=0.8786)
+    table = pd.read_csv(release / "tables" / "all_pretrend.csv")
+    assert table.loc[0, "df"] == 26 and pd.api.types.is_integer_dtype(table["df"])
+    (release / "report.html").write_text("<html><body><p>Pre-trend check: chi-square = 17.92 on 26 df, "
+                                         "p = 0.879.</p></body></html>")
+    assert _check(tmp_path) == []
