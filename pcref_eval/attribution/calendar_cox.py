@@ -226,8 +226,8 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     rows, label = cd.rows, cd.cell_label
     levels, codes = np.unique(rows["site_id"].to_numpy(), return_inverse=True)
     problem = CoxProblem(cd.X, rows["stop"].to_numpy(float), rows["event"].to_numpy(float), codes,
-                         rows["start"].to_numpy(float), "efron")
-    cd.X = None  # the problem holds its own sorted copy: free ours before the fit
+                         rows["start"].to_numpy(float), "efron", overwrite_X=True)
+    cd.X = None  # sorted and centred in place by the problem: no longer the design as built
     model = fit_problem(problem, cd.covariates, strata=list(levels))
     days = (rows["stop"] - rows["start"]).groupby(label).sum()
     events = rows["event"].groupby(label).sum()

@@ -183,7 +183,8 @@ def event_study(cells: pd.DataFrame, design: StaggeredDesign, max_lead: int = MA
     if pretrend_by_cohort and lead_names:
         cl = cohort_lead_labels(d)
         names = sorted(c for c in cl.unique() if c)
-        Xc = exog.drop(columns=lead_names).assign(**{f"lead[{c}]": (cl == c).to_numpy(float) for c in names})
+        leads_c = pd.DataFrame({f"lead[{c}]": (cl == c).to_numpy(float) for c in names}, index=exog.index)
+        Xc = pd.concat([exog.drop(columns=lead_names), leads_c], axis=1)  # one block: no fragmented frame
         fc = sm.GLM(endog, Xc, family=sm.families.Binomial(), offset=offset).fit()
         by_cohort = _wald(fc.params, fc.cov_params(), [f"lead[{c}]" for c in names])
     post = pd.DataFrame(post_terms, columns=["term", "cohort", "event_quarter"])

@@ -41,6 +41,20 @@ TIES = ("efron", "breslow")
 # Block sums
 
 
+def _grouped_moments(X: np.ndarray, w: np.ndarray, group: np.ndarray, ng: int):
+    """Sums of w and w x by row group (any row order): (s0 (ng,), s1 (p, ng)), one column at a time.
+
+    Used for the counting-process entry sums, so no entry-ordered copy of ``X`` is needed.
+    """
+    s0 = np.bincount(group, weights=w, minlength=ng)
+    s1 = np.empty((X.shape[1], ng))
+    wx = np.empty(X.shape[0])
+    for i in range(X.shape[1]):
+        np.multiply(w, X[:, i], out=wx)
+        s1[i] = np.bincount(group, weights=wx, minlength=ng)
+    return s0, s1
+
+
 def _block_moments(X: np.ndarray, w: np.ndarray, starts: np.ndarray, chunk_rows: int = 1 << 18):
     """Sums of w and w x over row blocks starting at ``starts``: (s0 (nb,), s1 (p, nb)).
 
@@ -164,15 +178,23 @@ class CoxProblem:
     w x x', is computed without per-time p x p sums: it equals sum_i w_i A(t_i) x_i x_i' with
     A(t) the cumulative sum of a_j over event times t_j <= t in the row's stratum (minus
     A(start_i) for counting-process rows), i.e. one weighted Gram matrix (BLAS).
+
+    Memory: the problem holds one sorted, centred copy of ``X`` (with ``overwrite_X=True`` and a
+    Fortran-order float64 ``X``, the caller's array itself); counting-process entry sums are
+    grouped sums over that copy, not a second, entry-ordered one.
     """
 
-    def __init__(self, X, time, event, strata=None, entry=None, ties: str = "efron", weights=None):
+    def __init__(self, X, time, event, strata=None, entry=None, ties: str = "efron", weights=None,
+                 overwrite_X: bool = False):
         if ties not in TIES:
             raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
             X = X[:, None]
         n, p = X.shape
+        # overwrite_X (as in scipy.linalg): sort and centre the caller's Fortran-order array in place,
+        # so a national design (millions of rows x ~130 covariates) is held once, not twice
+        in_place = overwrite_X and X.flags.f_contiguous and X.flags.writeable
         time = np.asarray(time, dtype=np.float64)
         event = np.asarray(event, dtype=np.float64)
         codes = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata, dtype=np.int64)
@@ -182,9 +204,9 @@ class CoxProblem:
         order = _sort_stratum_time_event(codes, time, event)
         self.order = order
         self.means = X.mean(axis=0) if n else np.zeros(p)
-        Xs = np.empty((n, p), order="F")
+        Xs = X if in_place else np.empty((n, p), order="F")
         for i in range(p):
-            Xs[:, i] = X[order, i] - self.means[i]
+            Xs[:, i] = X[order, i] - self.means[i]  # X[order, i] is a copy: safe when Xs is X
         self.X = Xs
         self.time = time[order]
         self.event = event[order]
@@ -257,9 +279,8 @@ class CoxProblem:
         e_time, e_code = entry[e_order], self.codes[e_order]
         change = np.r_[True, (e_time[1:] != e_time[:-1]) | (e_code[1:] != e_code[:-1])]
         self.e_starts = np.flatnonzero(change)
-        self.X_entry = np.empty_like(self.X, order="F")  # column by column: no full-size C-order temporary
-        for i in range(self.p):
-            self.X_entry[:, i] = self.X[e_order, i]
+        self.entry_block = np.empty(self.n, dtype=np.int64)  # each sorted row's entry block
+        self.entry_block[e_order] = np.cumsum(change) - 1
         eb_time, eb_code = e_time[self.e_starts], e_code[self.e_starts]
         self.e_seg_starts = np.flatnonzero(np.r_[True, eb_code[1:] != eb_code[:-1]])
         # for each event time: first entry block in the same stratum with entry >= t (or -1)
@@ -296,7 +317,7 @@ class CoxProblem:
         R1 = _reverse_cumsum_within(s1, seg)[:, ev]
         E0, E1 = s0[ev], s1[:, ev]
         if self.entry is not None:
-            t0, t1 = _block_moments(self.X_entry, w[self.e_order], self.e_starts)
+            t0, t1 = _grouped_moments(self.X, w, self.entry_block, self.e_starts.size)
             has = self.entry_map >= 0
             m = self.entry_map[has]
             R0[has] -= _reverse_cumsum_within(t0, self.e_seg_starts)[m]

@@ -12,6 +12,7 @@ from lifelines.utils import concordance_index as lifelines_cindex
 from statsmodels.duration.hazard_regression import PHReg
 
 from pcref_eval.survival import concordance_index, cox, treatment_dummies
+from pcref_eval.survival.cox import CoxProblem, fit_problem
 from .conftest import assert_close_printed, expected_csv, expected_json, missing_param
 
 ROSSI_ALL = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
@@ -160,6 +161,22 @@ def test_counting_process_agrees_with_statsmodels_entry(strata):
                strata=None if strata is None else df["s"]).fit()
     np.testing.assert_allclose(res.coef.to_numpy(), sm.params, atol=1e-9)
     np.testing.assert_allclose(res.table["se"].to_numpy(), sm.bse, atol=1e-9)
+
+
+def test_overwrite_x_fits_the_same_model_and_only_reuses_fortran_arrays():
+    """overwrite_X sorts the caller's Fortran array in place (half the memory), same fit to the last bit."""
+    df = _tied_data(7)
+    X = df[["a", "b", "c"]].to_numpy()
+    args = (df["t"].to_numpy(float), df["e"].to_numpy(float), df["s"].to_numpy(), df["start"].to_numpy(float))
+    copied = fit_problem(CoxProblem(X.copy(order="F"), *args), ["a", "b", "c"])
+    owned = np.asfortranarray(X.copy())
+    in_place = fit_problem(CoxProblem(owned, *args, overwrite_X=True), ["a", "b", "c"])
+    np.testing.assert_array_equal(in_place.coef.to_numpy(), copied.coef.to_numpy())
+    np.testing.assert_array_equal(in_place.table["se"].to_numpy(), copied.table["se"].to_numpy())
+    assert not np.array_equal(owned, X)  # sorted and centred in place, as documented
+    c_order = np.ascontiguousarray(X.copy())
+    CoxProblem(c_order, *args, overwrite_X=True)
+    np.testing.assert_array_equal(c_order, X)  # not Fortran order: copied, the caller's array untouched
 
 
 def test_global_tests_and_ci_are_consistent():
