@@ -29,6 +29,7 @@ import io
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,30 +78,60 @@ class Relation:
     rounded_sum: bool = False
 
 
-def load_release(release: Path, kinds: tuple[str, ...] = ("table",), prefix: str | None = None) -> list[ReleasedCsv]:
+def load_release(release: Path, kinds: tuple[str, ...] = ("table",), prefix: str | None = None,
+                 keep: Callable[[str, dict], bool] | None = None, cache: bool = False) -> list[ReleasedCsv]:
     """Every CSV table recorded in ``release/index/*.json`` (only ``<prefix>.json`` if given) whose entry is of one
-    of ``kinds`` (``table``; ``km_table``: Kaplan-Meier tables, for the differencing attack)."""
+    of ``kinds`` (``table``; ``km_table``: Kaplan-Meier tables, for the differencing attack) and, if ``keep`` is
+    given, for which ``keep(prefix, entry)`` is true (decided before the CSV is read).
+
+    ``cache``: reuse files this process parsed before while their modification time and size are unchanged
+    (for the publisher, which reads the release before every table; the release check always reads afresh)."""
     tables = []
     for index in sorted((release / "index").glob("*.json" if prefix is None else f"{prefix}.json")):
         try:
-            data = json.loads(index.read_text(encoding="utf-8"))
+            data = _cached(index, _parse_index) if cache else _parse_index(index.read_text(encoding="utf-8"))
         except (ValueError, OSError):
             continue
-        prefix = str(data.get("prefix", index.stem))
+        owner = str(data.get("prefix", index.stem))
         for e in data.get("entries", []):
-            if not isinstance(e, dict) or e.get("kind") not in kinds:
+            if not isinstance(e, dict) or e.get("kind") not in kinds or (keep is not None and not keep(owner, e)):
                 continue
             for f in e.get("files", []):
                 path = release / f
                 if path.suffix != ".csv" or not path.exists():
                     continue
-                text = path.read_text(encoding="utf-8")
-                rows = list(csv.reader(io.StringIO(text)))
-                if not rows:
-                    continue
-                raw = pd.DataFrame(rows[1:], columns=rows[0]) if len(rows) > 1 else pd.DataFrame(columns=rows[0])
-                tables.append(ReleasedCsv(str(f), prefix, str(e.get("name", "")), e, raw.astype(str), str(e["kind"])))
+                raw = _cached(path, _parse_csv) if cache else _parse_csv(path.read_text(encoding="utf-8"))
+                if raw is not None:
+                    tables.append(ReleasedCsv(str(f), owner, str(e.get("name", "")), e, raw.copy() if cache else raw,
+                                              str(e["kind"])))
     return tables
+
+
+#: Release files already parsed by this process, by path: (mtime_ns, size, parsed). A notebook's publisher
+#: consults the release before every table it publishes; the files it reads rarely change under it.
+_CACHE: dict[Path, tuple[int, int, object]] = {}
+
+
+def _cached(path: Path, parse: Callable[[str], object]):
+    """``parse(text of path)``, reused while the file's modification time and size are unchanged."""
+    st = path.stat()
+    hit = _CACHE.get(path)
+    if hit is None or hit[:2] != (st.st_mtime_ns, st.st_size):
+        hit = _CACHE[path] = (st.st_mtime_ns, st.st_size, parse(path.read_text(encoding="utf-8")))
+    return hit[2]
+
+
+def _parse_index(text: str) -> dict:
+    data = json.loads(text)
+    return data if isinstance(data, dict) else {}
+
+
+def _parse_csv(text: str) -> pd.DataFrame | None:
+    """A released CSV's cells as strings, exactly as released (None when it has no header)."""
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return None
+    return (pd.DataFrame(rows[1:], columns=rows[0]) if len(rows) > 1 else pd.DataFrame(columns=rows[0])).astype(str)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -543,6 +574,23 @@ def path_violations(file: str, text: str, add, what: str = "line", first_line: i
             add(file, f"{what} {i}", "absolute_path", "text names an absolute path on the server")
 
 
+#: Table names that relations join across notebooks (sites against the all-sites notebook): Table 1
+#: (:func:`_site_vs_all`, :func:`_km_vs_counts`, with Kaplan-Meier tables of any name) and the gap change
+#: (:func:`_gap_pooled_vs_change`).
+#: Every other relation joins tables of one notebook. Keep in step with :func:`release_relations`.
+#: The cohort flow is there too: publishing one is what makes a notebook a site (:func:`release_relations`).
+CROSS_NOTEBOOK_NAMES = frozenset({*SUMMABLE_ACROSS_SITES, "table_one", "gap_change", "cohort_flow"})
+
+
+def relatable(prefix: str, owner: str, entry: dict, all_prefix: str = "all") -> bool:
+    """Whether a table of notebook ``owner`` can share a relation with a table of notebook ``prefix``: the
+    same notebook, the all-sites notebook, or a table joined across notebooks (:data:`CROSS_NOTEBOOK_NAMES`).
+    Lets a publisher read a handful of another site's tables instead of the whole release (at 50 sites the
+    whole release is ~1,300 tables, read before every table published)."""
+    return (owner in (prefix, all_prefix) or entry.get("kind") == "km_table"
+            or str(entry.get("name", "")) in CROSS_NOTEBOOK_NAMES)
+
+
 def linked_redactions(release: Path, prefix: str, name: str, df: pd.DataFrame, kinds: dict[str, str],
                       count_cols: list[str]) -> np.ndarray:
     """Cells of a table about to be released that hold the same count as a cell an EARLIER table of this
@@ -556,7 +604,7 @@ def linked_redactions(release: Path, prefix: str, name: str, df: pd.DataFrame, k
     if not count_cols or not (release / "index").is_dir():
         return out
     file = f"tables/{prefix}_{name}.csv"
-    earlier = [t for t in load_release(release) if t.file != file]
+    earlier = [t for t in load_release(release, keep=lambda owner, e: relatable(prefix, owner, e), cache=True) if t.file != file]
     if not earlier:
         return out
     entry = {"name": name, "columns": kinds, "count_cols": count_cols, "files": [file]}

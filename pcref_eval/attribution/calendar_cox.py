@@ -228,7 +228,8 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     problem = CoxProblem(cd.X, rows["stop"].to_numpy(float), rows["event"].to_numpy(float), codes,
                          rows["start"].to_numpy(float), "efron", overwrite_X=True)
     cd.X = None  # sorted and centred in place by the problem: no longer the design as built
-    model = fit_problem(problem, cd.covariates, strata=list(levels))
+    model = fit_problem(problem, cd.covariates, strata=list(levels)).without_design()  # kept by callers: ~3 GB
+    del problem
     days = (rows["stop"] - rows["start"]).groupby(label).sum()
     events = rows["event"].groupby(label).sum()
     terms = [f"pcref[{c}]" for c in cd.cell_names if f"pcref[{c}]" in cd.covariates]

@@ -83,7 +83,8 @@ def imputation_predictors(cohort: pd.DataFrame, auxiliary=()) -> pd.DataFrame:
     return X.loc[:, (X.nunique() > 1) | (X.columns == "const")]
 
 
-def impute_groups(groups: pd.Series, predictors: pd.DataFrame, config: ImputationConfig) -> list[pd.Series]:
+def impute_groups(groups: pd.Series, predictors: pd.DataFrame | np.ndarray, config: ImputationConfig
+                  ) -> list[pd.Series]:
     """``config.m`` completed copies of ``groups`` (missing values drawn from a multinomial logistic model)."""
     missing = groups.isna().to_numpy()
     levels = sorted(groups.dropna().unique())
@@ -94,7 +95,7 @@ def impute_groups(groups: pd.Series, predictors: pd.DataFrame, config: Imputatio
     import statsmodels.api as sm
 
     y = pd.Categorical(groups[~missing], categories=levels).codes
-    X = predictors.to_numpy(float)
+    X = np.asarray(predictors, dtype=float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter; checked below
         fit = sm.MNLogit(y, X[~missing]).fit(method="newton", maxiter=35, disp=False)
@@ -102,11 +103,12 @@ def impute_groups(groups: pd.Series, predictors: pd.DataFrame, config: Imputatio
         raise ValueError("the ethnicity imputation model did not converge")
     beta_hat = np.asarray(fit.params).ravel(order="F")  # (p * (J - 1)), column by column
     cov = np.asarray(fit.cov_params())
+    n_predictors, Xm = X.shape[1], X[missing]
+    del fit, X  # the model holds its design (national scale: ~1 GB); the draws need only the missing rows
     rng = np.random.default_rng(config.seed)
-    Xm = X[missing]
     out = []
     for _ in range(config.m):
-        beta = rng.multivariate_normal(beta_hat, cov, method="cholesky").reshape(X.shape[1], -1, order="F")
+        beta = rng.multivariate_normal(beta_hat, cov, method="cholesky").reshape(n_predictors, -1, order="F")
         eta = np.column_stack([np.zeros(Xm.shape[0]), Xm @ beta])
         prob = np.exp(eta - eta.max(axis=1, keepdims=True))
         prob /= prob.sum(axis=1, keepdims=True)
@@ -152,7 +154,8 @@ def with_handling(cohort: pd.DataFrame, analysis: Analysis, handling: str, refer
         return res
     config = config or ImputationConfig()
     observed = groups.where(groups != UNRECORDED)
-    completed = impute_groups(observed, imputation_predictors(cohort, config.auxiliary), config)
+    # the design as one array, so the DataFrame it was built in is freed before the model is fitted
+    completed = impute_groups(observed, imputation_predictors(cohort, config.auxiliary).to_numpy(float), config)
     fits = []
     for g in completed:
         df = cohort.assign(ethnic_group=g.to_numpy())

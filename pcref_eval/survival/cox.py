@@ -24,7 +24,7 @@ Matches R ``coxph`` (likelihood, coefficients, SEs, LR/Wald/score tests), statsm
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -471,8 +471,16 @@ class CoxResult:
     iterations: int
     converged: bool
     conf: float
-    problem: CoxProblem = field(repr=False)
-    derivatives: _Derivatives = field(repr=False)
+    problem: CoxProblem | None = field(repr=False)
+    derivatives: _Derivatives | None = field(repr=False)
+
+    def without_design(self) -> "CoxResult":
+        """The fit without its sorted design and derivative arrays (coefficients, variance and tests kept).
+
+        For large models held after fitting (a national calendar-time design is ~3 GB): concordance,
+        residuals and proportional-hazards tests need the design and are unavailable on the result.
+        """
+        return replace(self, problem=None, derivatives=None)
 
     @property
     def coef(self) -> pd.Series:
@@ -486,6 +494,8 @@ class CoxResult:
     def concordance_detail(self) -> Concordance:
         """Concordance with its pair counts (within strata)."""
         pr = self.problem
+        if pr is None:
+            raise ValueError("concordance needs the model's design, which this result dropped (without_design)")
         return concordance_index(pr.time, pr.event, pr.linear_predictor(self.coef.to_numpy()), pr.codes)
 
     @property

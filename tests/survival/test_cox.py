@@ -179,6 +179,21 @@ def test_overwrite_x_fits_the_same_model_and_only_reuses_fortran_arrays():
     np.testing.assert_array_equal(c_order, X)  # not Fortran order: copied, the caller's array untouched
 
 
+def test_without_design_keeps_the_estimates_and_refuses_what_needs_the_design():
+    from pcref_eval.survival.ph import schoenfeld_test
+
+    df = _tied_data(8)
+    full = cox(df, "t", "e", ["a", "b", "c"])
+    lean = full.without_design()
+    assert lean.problem is None and lean.derivatives is None and full.problem is not None
+    pd.testing.assert_frame_equal(lean.table, full.table)
+    pd.testing.assert_frame_equal(lean.variance, full.variance)
+    with pytest.raises(ValueError, match="without_design"):
+        lean.concordance
+    with pytest.raises(ValueError, match="without_design"):
+        schoenfeld_test(lean)
+
+
 def test_global_tests_and_ci_are_consistent():
     df = _tied_data(7)
     res = cox(df, "t", "e", ["a", "b"], conf=0.9)
