@@ -86,10 +86,11 @@ def load_release(release: Path, kinds: tuple[str, ...] = ("table",), prefix: str
 
     ``cache``: reuse files this process parsed before while their modification time and size are unchanged
     (for the publisher, which reads the release before every table; the release check always reads afresh)."""
+    read = _cached if cache else (lambda path, parse: parse(path.read_text(encoding="utf-8")))
     tables = []
     for index in sorted((release / "index").glob("*.json" if prefix is None else f"{prefix}.json")):
         try:
-            data = _cached(index, _parse_index) if cache else _parse_index(index.read_text(encoding="utf-8"))
+            data = read(index, _parse_index)
         except (ValueError, OSError):
             continue
         owner = str(data.get("prefix", index.stem))
@@ -100,7 +101,7 @@ def load_release(release: Path, kinds: tuple[str, ...] = ("table",), prefix: str
                 path = release / f
                 if path.suffix != ".csv" or not path.exists():
                     continue
-                raw = _cached(path, _parse_csv) if cache else _parse_csv(path.read_text(encoding="utf-8"))
+                raw = read(path, _parse_csv)
                 if raw is not None:
                     tables.append(ReleasedCsv(str(f), owner, str(e.get("name", "")), e, raw.copy() if cache else raw,
                                               str(e["kind"])))

@@ -482,6 +482,12 @@ class CoxResult:
         """
         return replace(self, problem=None, derivatives=None)
 
+    def design(self, needed_for: str) -> tuple[CoxProblem, _Derivatives]:
+        """The sorted design and derivatives at the fit (a clear error when :meth:`without_design` dropped them)."""
+        if self.problem is None or self.derivatives is None:
+            raise ValueError(f"{needed_for} needs the model's design, which this result dropped (without_design)")
+        return self.problem, self.derivatives
+
     @property
     def coef(self) -> pd.Series:
         return self.table.set_index("term")["coef"]
@@ -493,9 +499,7 @@ class CoxResult:
     @cached_property
     def concordance_detail(self) -> Concordance:
         """Concordance with its pair counts (within strata)."""
-        pr = self.problem
-        if pr is None:
-            raise ValueError("concordance needs the model's design, which this result dropped (without_design)")
+        pr, _ = self.design("concordance")
         return concordance_index(pr.time, pr.event, pr.linear_predictor(self.coef.to_numpy()), pr.codes)
 
     @property

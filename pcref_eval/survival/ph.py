@@ -65,13 +65,6 @@ def _time_transform(problem, transform: str, method: str) -> np.ndarray:
     raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
 
 
-def _design_of(result: CoxResult):
-    """The fitted model's sorted design and derivatives (a clear error when the result dropped them)."""
-    if result.problem is None or result.derivatives is None:
-        raise ValueError("Schoenfeld residuals need the model's design, which this result dropped (without_design)")
-    return result.problem, result.derivatives
-
-
 def schoenfeld_residuals(result: CoxResult, scaled: bool = True) -> pd.DataFrame:
     """Schoenfeld residuals, one row per event (x_i minus the Efron-averaged risk-set mean).
 
@@ -79,7 +72,7 @@ def schoenfeld_residuals(result: CoxResult, scaled: bool = True) -> pd.DataFrame
     ``residuals(fit, "scaledsch")``), whose smooth against time estimates beta(t).
     Columns: time, stratum index, one column per covariate.
     """
-    pr, der = _design_of(result)
+    pr, der = result.design("Schoenfeld residuals")
     means = pr.event_means(der)  # (m, p)
     block_of_event = np.repeat(np.arange(pr.d.size), pr.d.astype(np.int64))
     resid = pr.X[pr.ev_rows] - means[block_of_event]
@@ -99,7 +92,7 @@ def schoenfeld_test(result: CoxResult, transform: str = "km", method: str = "sco
     """
     if method not in ("score", "gt"):
         raise ValueError("method must be 'score' or 'gt'")
-    pr, der = _design_of(result)
+    pr, der = result.design("Schoenfeld residuals")
     p = pr.p
     g = _time_transform(pr, transform, method)
     d = pr.d
