@@ -102,7 +102,7 @@ def publish_measure_event_studies(session, att: Attribution, site_ids: list[str]
                            f"Event study of {measure}, all sites: focus/reference ratio by quarter since go-live "
                            "(95% CI)", section=SECTION)
         publish_pretrend(session, es, f"event_study_{measure}")
-        session.pub.note(pretrend_text(es, measure) + " " + _average_text(es, measure))
+        session.pub.note(f"{pretrend_text(es, measure)} {_average_text(es, measure)}".strip())
 
 
 def publish_pretrend(session, es: EventStudyResult, name: str) -> None:
@@ -120,7 +120,10 @@ def publish_pretrend(session, es: EventStudyResult, name: str) -> None:
 
 
 def _average_text(es: EventStudyResult, measure: str) -> str:
-    """The event study's average change after go-live (a model output) in one sentence."""
+    """The event study's average change after go-live (a model output) in one sentence ("" if not estimable:
+    :func:`pretrend_text` says why)."""
+    if not es.estimable:
+        return ""
     e = es.effect
     return (f"Average change in the {measure} focus/reference ratio after go-live: {e.estimate:.2f} "
             f"(95% CI {e.lower:.2f} to {e.upper:.2f}).")

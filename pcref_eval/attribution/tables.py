@@ -103,6 +103,14 @@ def event_study_figure(released: pd.DataFrame, title: str):
     apply_style()
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     d = released.dropna(subset=["ratio_change"])
+    if d.empty:  # not estimable, or every estimate withheld for small counts
+        ax.text(0.5, 0.5, "No estimate released (not estimable, or too few events)", ha="center", va="center",
+                transform=ax.transAxes, fontsize=9, color="#425563")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=10)
+        fig.tight_layout()
+        return fig
     k = d["quarters_since_go_live"].to_numpy(float)
     y = d["ratio_change"].to_numpy(float)
     lo = np.where(np.isnan(d["lower"]), y, d["lower"])
@@ -181,7 +189,10 @@ def design_text(att) -> str:
 
 
 def pretrend_text(es, what: str = "first detention") -> str:
-    """One sentence on the pre-trend test of an event study."""
+    """One sentence on the pre-trend test of an event study (or why the event study is not estimable)."""
+    if not getattr(es, "estimable", True):
+        return (f"Event study ({what}) {es.note}: no event-time estimates, pre-trend check or average change are "
+                "reported; the main estimate stands without this check.")
     if not np.isfinite(es.pretrend_p):
         return f"Pre-trend check ({what}): no quarters before go-live to test."
     p = "< 0.001" if es.pretrend_p < 0.001 else f"= {es.pretrend_p:.3f}"

@@ -43,6 +43,13 @@ class StudySettings:
     workers: int = 2
 
 
+def _estimable(es):
+    """The event study, or its 'not estimable' reason raised (recorded as the replicate's error)."""
+    if not es.estimable:
+        raise ValueError(es.note)
+    return es
+
+
 def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
     """Simulate one replicate of a scenario and return every estimator's log estimate, SE and the truth."""
     from pcref_eval.attribution.calendar_cox import calendar_time_cox
@@ -82,7 +89,7 @@ def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
     fits = {
         "calendar_cox": lambda: calendar_time_cox(ac, design).effect,
         "calendar_cox_year0": lambda: calendar_time_cox(ac, design, first_year_months=12).effect,
-        "event_study": lambda: event_study(cells(ac, design), design, pretrend_by_cohort=False).effect,
+        "event_study": lambda: _estimable(event_study(cells(ac, design), design, pretrend_by_cohort=False)).effect,
         "naive": lambda: naive_before_after(cohort, go_live, "White British"),
     }
     for name, fit in fits.items():

@@ -120,3 +120,114 @@ def test_per_cohort_pre_trend_test_is_not_rejected_without_pre_trends():
     cells, design, _ = _staggered_cells(seed=6)
     r = event_study(cells, design)
     assert r.cohort_pretrend_df >= r.pretrend_df and r.cohort_pretrend_p > 0.01
+
+
+def _noise_free_cells(go: dict, design, effect: float = 0.7) -> pd.DataFrame:
+    """Expected counts (no sampling noise): site gaps, a national trend and shock, a constant PCREF effect."""
+    rows = []
+    for i, s in enumerate(sorted(go)):
+        g = design.go_live_month(s)
+        for m in range(design.n_months):
+            national = -0.08 * m / 12 + (0.15 if 3 <= m < 9 else 0.0)
+            log_eff = np.log(effect) if m >= g else 0.0
+            rows.append({"site_id": s, "month": m, "focus_events": 200.0 * np.exp(0.3 * i + national + log_eff),
+                         "reference_events": 1000.0, "focus_days": 2e5, "reference_days": 1e6})
+    return pd.DataFrame(rows)
+
+
+def test_without_never_live_sites_the_last_cohort_is_the_comparison():
+    """Every site goes live in the window: pooled leads, quarters and sites are collinear (a linear trend in
+    event time is one in calendar time), so the last cohort carries no event-time terms (Sun and Abraham).
+    Noise-free counts: the effect is recovered exactly, and the leads are zero. (Before, with every lead
+    unbinned, the pseudo-inverse fit gave 0.83 here, pre-trend chi-square 1,606.)"""
+    go = {f"s{i}": d for i, d in enumerate([date(2022, 10, 1)] * 2 + [date(2023, 7, 1)] * 2 + [date(2024, 4, 1)] * 2)}
+    design = design_from_sites(go, date(2022, 1, 1), date(2025, 3, 31))
+    r = event_study(_noise_free_cells(go, design), design)
+    assert r.estimable, r.note
+    assert r.effect.estimate == pytest.approx(0.7, rel=1e-6)
+    leads = [t for t in r.params.index if t.startswith("lead[")]
+    assert leads and np.abs(r.params[leads]).max() < 1e-6 and r.pretrend_chi2 < 1e-6
+    # the last cohort is the comparison: no post terms, and none of its months after go-live are used
+    assert not any(t.startswith("post[2024-04") for t in r.params.index)
+    last = r.cells[r.cells["cohort"] == "2024-04"]
+    assert len(last) and last["event_quarter"].isna().all()
+    assert (last["month"] < design.go_live_month("s4")).all()
+
+
+def test_a_site_with_no_focus_events_is_left_out_exactly():
+    """A site without focus events has an infinite free ratio: its cells inform nothing else, so the fit
+    equals the fit without it (instead of a diverging IRLS)."""
+    cells, design, _ = _staggered_cells(seed=3)
+    extra = cells[cells["site_id"] == "s7"].assign(site_id="s8", focus_events=0)
+    go = dict(design.go_live, s8=date(2030, 1, 1))
+    with_empty = event_study(pd.concat([cells, extra]), design_from_sites(go, design.start, design.end))
+    plain = event_study(cells, design)
+    assert "s8" not in set(with_empty.cells["site_id"])
+    assert with_empty.effect.log_estimate == pytest.approx(plain.effect.log_estimate, abs=1e-10)
+    assert with_empty.pretrend_chi2 == pytest.approx(plain.pretrend_chi2, rel=1e-8)
+
+
+def test_a_tiny_extract_is_not_estimable_rather_than_a_diverged_number(tmp_path):
+    """2 sites, 3,000 people (83 focus first detentions): the saturated fit is quasi-separated (IRLS
+    stopped at |log RR| about 20 with SEs about 1e4, chi-square 3e16 before this guard). The result says
+    not estimable, and every released table, figure and sentence shows no estimate."""
+    from pcref_eval.attribution import analysis_cohort, cells as make_cells
+    from pcref_eval.attribution.tables import event_study_figure, event_study_table, pretrend_text
+    from pcref_eval.cohort import build_cohort
+    from pcref_eval.config import CohortConfig, EthnicityConfig, StudyConfig
+    from pcref_eval.extract import load_site
+    from pcref_eval.synth import generate
+
+    generate(tmp_path, people=3000, seed=7, n_sites=2)
+    sites = {s: load_site(tmp_path / s, tables=["people", "referrals", "mha_episodes"]) for s in ("site_a", "site_b")}
+    cohort = pd.concat([build_cohort(x, StudyConfig(), CohortConfig(), EthnicityConfig())[0] for x in sites.values()])
+    design = design_from_sites({s: x.info.pcref_go_live for s, x in sites.items()}, date(2021, 4, 1),
+                               max(x.info.extract_date for x in sites.values()))
+    r = event_study(make_cells(analysis_cohort(cohort, "White British", date(2021, 4, 1)), design), design)
+    assert not r.estimable and r.note.startswith("not estimable")
+    assert np.isnan(r.effect.log_estimate) and np.isnan(r.pretrend_chi2) and np.isnan(r.cohort_pretrend_chi2)
+    assert r.profile["log_estimate"].isna().all() and len(r.profile)
+    table = event_study_table(r, threshold=7).data
+    assert table["ratio_change"].isna().all() and table[["lower", "upper"]].isna().all().all()
+    text = pretrend_text(r)
+    assert "not estimable" in text and "chi-square" not in text
+    fig = event_study_figure(table, "tiny")
+    assert "No estimate released" in fig.axes[0].texts[0].get_text()
+
+
+def test_a_rank_deficient_design_is_not_estimable():
+    import importlib
+    es = importlib.import_module("pcref_eval.attribution.event_study")
+    exog = pd.DataFrame({"a": [1.0, 1, 0, 0], "b": [0.0, 0, 1, 1], "c": [1.0, 1, 1, 1]})
+    params, cov, note, diverged = es._binomial_fit(np.array([[5.0, 9], [4, 8], [6, 7], [3, 9]]), exog, np.zeros(4),
+                                                   ["c"])
+    assert params is None and cov is None and "collinear" in note and diverged == []
+
+
+def test_a_quasi_separated_post_cell_is_left_out_and_the_model_refitted():
+    """In one quarter the only comparison sites have no focus events: that quarter's term runs to -infinity
+    and the treated cohort's post term there to +infinity together (the pooled post cell has events of both
+    groups, so the empty-cell merge does not see it). Those cells are left out (the exact limit of the fit):
+    the effect is then the intact data's effect over the other cells (merging the cell into its neighbour
+    instead moved it from 0.657 to 0.776)."""
+    import importlib
+    es = importlib.import_module("pcref_eval.attribution.event_study")
+    cells, full, _ = _staggered_cells(seed=3)
+    keep = ["s0", "s1", "s6", "s7"]
+    design = design_from_sites({s: full.go_live[s] for s in keep}, full.start, full.end)
+    cells = cells[cells["site_id"].isin(keep)].copy()
+    hole_q = design.go_live_month("s0") // 3 + 2
+    in_hole = cells["month"] // 3 == hole_q
+    holed = cells.copy()
+    holed.loc[holed["site_id"].isin(["s6", "s7"]) & in_hole, "focus_events"] = 0
+    d = es._prepare(holed, design, es.MAX_LEAD, es.MAX_LAG)
+    pooled = es._pooled_design(d, design)
+    params, _, _, diverged = es._binomial_fit(pooled.endog, pooled.exog, pooled.offset,
+                                              pooled.lead_names + pooled.post["term"].tolist())
+    assert params is None and diverged == ["post[2022-10|2]"]
+    r = event_study(holed, design)
+    assert r.estimable and "post[2022-10|2]" not in r.params.index and not (r.cells["quarter"] == hole_q).any()
+    # second implementation: the intact cells without that quarter give the same fit
+    without = event_study(cells[~in_hole], design)
+    assert r.effect.log_estimate == pytest.approx(without.effect.log_estimate, abs=1e-6)
+    assert r.effect.se == pytest.approx(without.effect.se, rel=1e-4)
