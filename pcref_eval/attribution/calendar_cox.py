@@ -32,6 +32,15 @@ PCREF, each site's gap would have moved like the comparison sites' gap, quarter 
 anticipation before go-live, and proportional hazards within the quarter. Quarters in which every
 site is live have no comparison and are left out (follow-up censored at their start).
 
+Thin data: an event-time cell without focus events is merged into its neighbour before the fit, and
+focus rows of quarters and sites without a focus event are left out (their term is -infinity: the
+exact limit). A 0/1 term that still runs off to infinity (quasi-separation, e.g. a cell whose comparison sites have
+no focus event in its quarter: :func:`~pcref_eval.attribution.aggregate.diverged_terms`) has its rows
+left out and the model is refitted: the other estimates are then close to the limit of the diverged
+fit (within 0.005 in the test, not exactly: the left-out rows still informed their site's baseline
+hazard), and the average effect is over the cells that remain. With no cell left, ``note`` says the
+effect is not estimable.
+
 The engine is the project's Cox (:func:`pcref_eval.survival.cox.cox`: start/stop rows, strata,
 Efron ties; the design is built as one float64 array and handed to ``CoxProblem``/``fit_problem``
 without DataFrame copies). Only focus-group rows are split (at calendar quarters and event years): reference
@@ -45,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pcref_eval.attribution.aggregate import WeightedEffect, weighted_effect
+from pcref_eval.attribution.aggregate import MAX_REFITS, WeightedEffect, diverged_terms, weighted_effect
 from pcref_eval.attribution.design import NEVER, StaggeredDesign, control_quarters
 from pcref_eval.survival.cox import CoxProblem, CoxResult, fit_problem
 
@@ -73,6 +82,7 @@ class CalendarCoxResult:
     effect: WeightedEffect
     by_event_year: pd.DataFrame  # event_year, log_estimate, se, focus_days, focus_events
     dropped_quarters: list[str]
+    note: str = ""  # why the effect is not estimable ("" when it is)
 
 
 def split_rows(ac: pd.DataFrame, design: StaggeredDesign,
@@ -184,27 +194,74 @@ class CalendarCoxData:
         return df
 
 
+def _without(rows: pd.DataFrame, label: pd.Series, out: np.ndarray) -> tuple[pd.DataFrame, pd.Series]:
+    """Rows and cell labels with the rows marked ``out`` left out."""
+    if not out.any():
+        return rows, label
+    return rows[~out].reset_index(drop=True), label[~out].reset_index(drop=True)
+
+
+def _without_eventless_focus(rows: pd.DataFrame, label: pd.Series, design: StaggeredDesign
+                             ) -> tuple[pd.DataFrame, pd.Series]:
+    """Leave out focus rows of calendar quarters and of sites with no focus event (repeated until none).
+
+    Their focus x quarter (or focus x site) term is -infinity at the maximum of the partial likelihood,
+    so those rows leave every risk set: leaving them out is the exact limit. (When the first quarter,
+    the reference, has none, every other quarter's term runs off together.)
+    """
+    while True:
+        focus = rows["focus"].to_numpy() == 1
+        ev = rows["event"].to_numpy()
+        quarter = design.quarter_of_month(rows["month"].to_numpy())
+        site = rows["site_id"].to_numpy()
+        q_events = pd.Series(ev[focus]).groupby(quarter[focus]).sum()
+        s_events = pd.Series(ev[focus]).groupby(site[focus]).sum()
+        out = focus & (np.isin(quarter, q_events.index[q_events == 0]) | np.isin(site, s_events.index[s_events == 0]))
+        if not out.any():
+            return rows, label
+        rows, label = _without(rows, label, out)
+        label = _merge_empty_cells(label, rows)
+        rows, label = _without(rows, label, (label == DROP).to_numpy())
+
+
+def _indicator_columns(rows: pd.DataFrame, label: pd.Series, design: StaggeredDesign) -> list[tuple[str, object]]:
+    """(name, builder) of the 0/1 terms: focus x site, focus x quarter (the first quarter is the reference)
+    and the PCREF cells."""
+    focus = rows["focus"].to_numpy() == 1
+    site = rows["site_id"].to_numpy()
+    quarter = design.quarter_of_month(rows["month"].to_numpy())
+    lab = label.to_numpy()
+    columns = [(f"focus:site[{s}]", lambda s=s: focus & (site == s)) for s in sorted(set(site.tolist()))]
+    columns += [(f"focus:quarter[{design.quarter_label(q)}]", lambda q=q: focus & (quarter == q))
+                for q in sorted(set(quarter[focus].tolist()))[1:]]
+    columns += [(f"pcref[{c}]", lambda c=c: lab == c) for c in sorted(c for c in label.unique() if c)]
+    return columns
+
+
 def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = True,
-                      bins: int = EVENT_YEAR_BINS,
-                      first_year_months: int = FIRST_YEAR_BIN_MONTHS) -> CalendarCoxData:
-    """Split rows and build the model's covariates (focus x site, focus x quarter, PCREF cells, adjustment)."""
+                      bins: int = EVENT_YEAR_BINS, first_year_months: int = FIRST_YEAR_BIN_MONTHS,
+                      leave_out: tuple[str, ...] = ()) -> CalendarCoxData:
+    """Split rows and build the model's covariates (focus x site, focus x quarter, PCREF cells, adjustment).
+
+    ``leave_out``: 0/1 terms that diverged in an earlier fit (quasi-separation): the rows where they
+    are 1 are left out (the exact limit of that fit), then empty cells are merged again.
+    """
     starts = event_bin_starts(bins, first_year_months)
     rows = split_rows(ac, design, starts)
     rows, dropped = _restrict_to_control_quarters(rows, design)
     rows = rows[rows["stop"] > rows["start"]].reset_index(drop=True)
     label = _merge_empty_cells(treatment_cells(rows, design, starts), rows)
-    if (label == DROP).any():
-        keep = (label != DROP).to_numpy()
-        rows, label = rows[keep].reset_index(drop=True), label[keep].reset_index(drop=True)
-    focus = rows["focus"].to_numpy() == 1
-    site = rows["site_id"].to_numpy()
-    quarter = design.quarter_of_month(rows["month"].to_numpy())
+    rows, label = _without_eventless_focus(*_without(rows, label, (label == DROP).to_numpy()), design)
+    if leave_out:
+        out = np.zeros(len(rows), dtype=bool)
+        for name, make in _indicator_columns(rows, label, design):
+            if name in leave_out:
+                out |= make()
+        rows, label = _without(rows, label, out)
+        label = _merge_empty_cells(label, rows)
+        rows, label = _without_eventless_focus(*_without(rows, label, (label == DROP).to_numpy()), design)
     cell_names = sorted(c for c in label.unique() if c)
-    lab = label.to_numpy()
-    columns = [(f"focus:site[{s}]", lambda s=s: focus & (site == s)) for s in sorted(set(site.tolist()))]
-    columns += [(f"focus:quarter[{design.quarter_label(q)}]", lambda q=q: focus & (quarter == q))
-                for q in sorted(set(quarter[focus].tolist()))[1:]]
-    columns += [(f"pcref[{c}]", lambda c=c: lab == c) for c in cell_names]
+    columns = _indicator_columns(rows, label, design)
     if adjust:
         columns += [(name, lambda v=v: v) for name, v in _adjustment(rows).items()]
     X = np.empty((len(rows), len(columns)), order="F")
@@ -222,14 +279,18 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
                       first_year_months: int = FIRST_YEAR_BIN_MONTHS) -> CalendarCoxResult:
     """Fit the calendar-time Cox model (see module docstring) and aggregate the PCREF effect."""
     starts = event_bin_starts(bins, first_year_months)
-    cd = calendar_cox_data(ac, design, adjust, bins, first_year_months)
+    left_out: tuple[str, ...] = ()
+    for _ in range(MAX_REFITS):
+        cd = calendar_cox_data(ac, design, adjust, bins, first_year_months, leave_out=left_out)
+        model = _fit(cd)
+        indicators = [c for c in cd.covariates if c.startswith(("focus:", "pcref["))]
+        diverged = diverged_terms(indicators, model.coef[indicators], np.diag(model.variance.loc[indicators, indicators]))
+        if not diverged:
+            break
+        left_out += tuple(diverged)  # quasi-separation: refit without the rows of the diverged terms
+    else:
+        raise ValueError(f"calendar-time Cox: terms still diverge after {MAX_REFITS} refits: {', '.join(diverged)}")
     rows, label = cd.rows, cd.cell_label
-    levels, codes = np.unique(rows["site_id"].to_numpy(), return_inverse=True)
-    problem = CoxProblem(cd.X, rows["stop"].to_numpy(float), rows["event"].to_numpy(float), codes,
-                         rows["start"].to_numpy(float), "efron", overwrite_X=True)
-    cd.X = None  # sorted and centred in place by the problem: no longer the design as built
-    model = fit_problem(problem, cd.covariates, strata=list(levels)).without_design()  # kept by callers: ~3 GB
-    del problem
     days = (rows["stop"] - rows["start"]).groupby(label).sum()
     events = rows["event"].groupby(label).sum()
     terms = [f"pcref[{c}]" for c in cd.cell_names if f"pcref[{c}]" in cd.covariates]
@@ -250,8 +311,19 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
                             part["focus_days"].to_numpy())
         by_year.append({"event_year": int(year), "log_estimate": w.log_estimate, "se": w.se,
                         "focus_days": float(part["focus_days"].sum()), "focus_events": int(part["focus_events"].sum())})
-    return CalendarCoxResult(model=model, cells=cells, effect=effect, by_event_year=pd.DataFrame(by_year),
-                             dropped_quarters=cd.dropped_quarters)
+    by_year = pd.DataFrame(by_year, columns=["event_year", "log_estimate", "se", "focus_days", "focus_events"])
+    note = "" if terms else "not estimable: no PCREF cell with focus-group detentions and a comparison left"
+    return CalendarCoxResult(model=model, cells=cells, effect=effect, by_event_year=by_year,
+                             dropped_quarters=cd.dropped_quarters, note=note)
+
+
+def _fit(cd: CalendarCoxData) -> CoxResult:
+    """Stratified (by site) Efron Cox fit of the design, which it sorts in place and then drops."""
+    levels, codes = np.unique(cd.rows["site_id"].to_numpy(), return_inverse=True)
+    problem = CoxProblem(cd.X, cd.rows["stop"].to_numpy(float), cd.rows["event"].to_numpy(float), codes,
+                         cd.rows["start"].to_numpy(float), "efron", overwrite_X=True)
+    cd.X = None  # sorted and centred in place by the problem: no longer the design as built
+    return fit_problem(problem, cd.covariates, strata=list(levels)).without_design()  # kept by callers: ~3 GB
 
 
 def _adjustment(rows: pd.DataFrame) -> dict:

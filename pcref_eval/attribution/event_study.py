@@ -30,13 +30,13 @@ fit):
   absorb the cells, which carry no information on the other terms (the exact limit of the fit);
 - without never-live sites, the last adoption cohort is the comparison (:func:`last_cohort_as_control`),
   as Sun and Abraham prescribe: otherwise leads, quarters and sites are collinear;
-- an event-time term beyond |log RR| = :data:`MAX_ABS_LOG_EFFECT` or with an SE beyond
-  :data:`MAX_LOG_SE` (quasi-separation: IRLS stops with such terms run off towards infinity) has its
+- an event-time term that runs off to infinity (quasi-separation: IRLS stops with the term beyond
+  |log RR| 20 or its SE beyond 10, :func:`~pcref_eval.attribution.aggregate.diverged_terms`) has its
   cells left out and the model is refitted (:func:`drop_diverged_terms`: the exact limit of the fit;
   the average effect is then over the cells whose effect is estimable);
 - a design that is still rank-deficient, or a fit that does not converge or still diverges after
-  :data:`MAX_REFITS` refits, makes the whole event study not estimable: effect, profile and
-  pre-trend tests are NaN and ``note`` says why.
+  ``MAX_REFITS`` refits, makes the whole event study not estimable: effect, profile and pre-trend
+  tests are NaN and ``note`` says why.
 
 Aggregates (weights: the focus group's denominator in each cell, delta-method SEs): the event-time
 profile (per quarter since go-live, over cohorts) and the average effect on the treated.
@@ -51,16 +51,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pcref_eval.attribution.aggregate import WeightedEffect, weighted_effect
+from pcref_eval.attribution.aggregate import MAX_REFITS, WeightedEffect, diverged_terms, weighted_effect
 from pcref_eval.attribution.design import NEVER, StaggeredDesign, control_quarters
 
 MAX_LEAD = 8  # leads from -2 to -8 quarters; earlier ones binned into -8
 MAX_LAG = 8  # quarters since go-live 0..8; later ones binned into 8
-# Quasi-separation: IRLS "converges" with the separated terms run off towards infinity (seen: |log RR| about 20,
-# SE about 1.5e4). One event against one gives an SE of 1.4, so either bound means a diverged fit.
-MAX_ABS_LOG_EFFECT = 20.0  # an event-time log rate ratio beyond this (ratio 5e8)
-MAX_LOG_SE = 10.0  # an event-time SE beyond this (95% CI spanning a factor of e^39)
-MAX_REFITS = 20  # refits after leaving out the cells of diverged event-time terms
 
 
 @dataclass
@@ -295,8 +290,8 @@ def _binomial_fit(endog: np.ndarray, exog: pd.DataFrame, offset: np.ndarray, ter
     """Binomial GLM (IRLS) of the focus share, or the reason it is not estimable.
 
     Returns ``(params, cov, "", [])`` or ``(None, None, reason, diverged)``: rank-deficient design, no
-    convergence, or named terms beyond |log RR| = MAX_ABS_LOG_EFFECT or SE = MAX_LOG_SE
-    (quasi-separation; ``diverged`` names them).
+    convergence, or named terms that ran off to infinity (quasi-separation, :func:`diverged_terms`;
+    ``diverged`` names them).
     """
     import warnings
 
@@ -309,11 +304,9 @@ def _binomial_fit(endog: np.ndarray, exog: pd.DataFrame, offset: np.ndarray, ter
         warnings.simplefilter("ignore", RuntimeWarning)  # overflow in exp while a diverging fit runs away
         fit = sm.GLM(endog, exog, family=sm.families.Binomial(), offset=offset).fit()
     params, cov = fit.params, fit.cov_params()
-    b, se = params[terms].to_numpy(), np.sqrt(np.diag(cov.loc[terms, terms].to_numpy()))
-    diverged = ~(np.isfinite(b) & np.isfinite(se)) | (np.abs(b) > MAX_ABS_LOG_EFFECT) | (se > MAX_LOG_SE)
-    if not fit.converged or diverged.any():
-        return (None, None, "the model did not converge to finite estimates (too few events in some cells)",
-                [t for t, bad in zip(terms, diverged) if bad])
+    diverged = diverged_terms(terms, params[terms], np.diag(cov.loc[terms, terms].to_numpy()))
+    if not fit.converged or diverged:
+        return None, None, "the model did not converge to finite estimates (too few events in some cells)", diverged
     return params, cov, "", []
 
 

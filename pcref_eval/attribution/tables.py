@@ -73,7 +73,8 @@ def event_year_table(cox, threshold: int) -> Aggregate:
     t = cox.by_event_year
     z = 1.959963984540054
     df = pd.DataFrame({
-        "years_since_go_live": [f"{y}" if y < t["event_year"].max() else f"{y}+" for y in t["event_year"]],
+        "years_since_go_live": pd.Series([f"{y}" if y < t["event_year"].max() else f"{y}+" for y in t["event_year"]],
+                                         dtype=object),
         "focus_detentions": t["focus_events"].to_numpy(int),
         "estimate": np.exp(t["log_estimate"].to_numpy()),
         "lower": np.exp(t["log_estimate"] - z * t["se"]).to_numpy(),
@@ -214,7 +215,7 @@ def headline_text(released: pd.DataFrame) -> str:
 
     def fmt(r):
         if np.isnan(r["estimate"]):
-            return "not released (too few detentions)"
+            return "not estimable or not released (too few detentions)"
         return f"{r['estimate']:.2f} (95% CI {r['lower']:.2f} to {r['upper']:.2f})"
 
     return (f"PCREF effect on the focus/reference hazard ratio of first detention: **{fmt(main)}** against sites "

@@ -98,3 +98,64 @@ def test_null_effect_static_model_is_not_rejected_more_than_chance(tmp_path):
     r = calendar_time_cox(analysis_cohort(pd.concat(cohorts), "White British", START), design)
     assert abs(r.effect.log_estimate) < 3 * r.effect.se
     assert truth["attribution"]["att_detention_hazard"] == pytest.approx(1.0)
+
+
+def test_quasi_separated_terms_are_left_out_and_the_model_refitted(demo):
+    """The comparison sites' focus groups have no first detention in 2023-04..06, the quarter that is
+    months 6-8 after site_a's go-live: that quarter's focus term runs to -infinity and site_a's PCREF cell
+    there to +infinity (before this guard, such a replicate of the simulation study reported SE 0.0).
+    Their rows are left out and the model refitted: the other PCREF terms are those of the diverged fit's
+    limit (within 0.005; their SEs are 0.6-1.0: not exact, as the left-out rows of site_a still informed
+    its baseline hazard and the adjustment)."""
+    from pcref_eval.attribution import calendar_cox as cc
+    from pcref_eval.attribution.aggregate import diverged_terms
+
+    cohort, go_live, _ = demo
+    keep = ["site_a", "site_c", "site_f"]
+    part = cohort[cohort["site_id"].isin(keep)].sample(frac=0.15, random_state=1)
+    design = design_from_sites({s: go_live[s] for s in keep}, START, END)
+    ac = analysis_cohort(part, "White British", START)
+    lo, hi = design.month_days[24], design.month_days[27]  # 2023-04-01 to 2023-07-01
+    hole = (ac["site_id"].isin(["site_c", "site_f"]) & (ac["focus"] == 1) & (ac["event"] == 1)
+            & (ac["exit"] >= lo) & (ac["exit"] < hi))
+    assert hole.sum() > 0
+    ac.loc[hole, "event"] = 0
+    data = cc.calendar_cox_data(ac, design)
+    diverged_fit = cc._fit(data)
+    indicators = [c for c in data.covariates if c.startswith(("focus:", "pcref["))]
+    assert diverged_terms(indicators, diverged_fit.coef[indicators],
+                          np.diag(diverged_fit.variance.loc[indicators, indicators])) == [
+        "focus:quarter[2023-04]", "pcref[2022-10|2]"]
+    r = calendar_time_cox(ac, design)
+    assert "pcref[2022-10|2]" not in set(r.cells["term"]) and "focus:quarter[2023-04]" not in r.model.coef.index
+    assert (r.cells["se"] < 2).all() and np.isfinite(r.effect.log_estimate) and 0 < r.effect.se < 1
+    np.testing.assert_allclose(r.cells["coef"], diverged_fit.coef[r.cells["term"]], atol=0.005)
+
+
+def test_focus_rows_of_a_quarter_without_focus_events_are_left_out(demo, monkeypatch):
+    """No focus-group detention in the first (reference) quarter: every focus x quarter and focus x site term
+    runs off together (|coef| about 70, SEs 2e7 in a 2,000-person run). Those focus rows leave every risk set
+    at the limit, so they are left out before the fit: nothing diverges, and the PCREF terms are those the
+    diverging fit gives (the runaway direction does not move them)."""
+    from pcref_eval.attribution import calendar_cox as cc
+
+    cohort, go_live, _ = demo
+    keep = ["site_a", "site_c", "site_f"]
+    part = cohort[cohort["site_id"].isin(keep)].sample(frac=0.15, random_state=1)
+    design = design_from_sites({s: go_live[s] for s in keep}, START, END)
+    ac = analysis_cohort(part, "White British", START)
+    first_q = (ac["focus"] == 1) & (ac["event"] == 1) & (ac["exit"] < design.month_days[3])
+    assert first_q.sum() > 0
+    ac.loc[first_q, "event"] = 0
+    data = cc.calendar_cox_data(ac, design)
+    assert not ((data.rows["focus"] == 1) & (data.rows["month"] < 3)).any()
+    r = calendar_time_cox(ac, design)
+    assert (r.cells["se"] < 2).all() and r.model.converged
+    # the diverging fit: the same model with those focus rows kept
+    monkeypatch.setattr(cc, "_without_eventless_focus", lambda rows, label, design: (rows, label))
+    kept = cc.calendar_cox_data(ac, design)
+    assert ((kept.rows["focus"] == 1) & (kept.rows["month"] < 3)).any()
+    diverging = cc._fit(kept)
+    focus_terms = [c for c in kept.covariates if c.startswith("focus:")]
+    assert np.abs(diverging.coef[focus_terms]).max() > 20
+    np.testing.assert_allclose(r.cells["coef"], diverging.coef[r.cells["term"]], atol=1e-3)
