@@ -42,24 +42,6 @@ class WeightedEffect:
         return float(2 * stats.norm.sf(abs(self.log_estimate / self.se))) if self.se > 0 else float("nan")
 
 
-# Quasi-separation: a fit "converges" with the separated terms run off towards infinity (seen: |log ratio|
-# 20-32, SEs about 1.5e4 or a negative variance). One event against one gives an SE of 1.4, so either bound
-# means a diverged term, never an estimate.
-MAX_ABS_LOG_EFFECT = 20.0  # a log rate or hazard ratio beyond this (ratio 5e8)
-MAX_LOG_SE = 10.0  # an SE beyond this (95% CI spanning a factor of e^39)
-MAX_REFITS = 20  # refits after leaving out the rows of diverged terms
-
-
-def diverged_terms(names: list[str], coef, variance_diag) -> list[str]:
-    """Names of terms that ran off to infinity: non-finite, |coef| > MAX_ABS_LOG_EFFECT, variance <= 0 or
-    SE > MAX_LOG_SE (quasi-separation)."""
-    b = np.asarray(coef, float)
-    v = np.asarray(variance_diag, float)
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.isfinite(b) & np.isfinite(v)) | (np.abs(b) > MAX_ABS_LOG_EFFECT) | (v <= 0) | (v > MAX_LOG_SE ** 2)
-    return [n for n, x in zip(names, bad) if x]
-
-
 def weighted_effect(coef, variance, weights, conf: float = 0.95) -> WeightedEffect:
     """Weighted mean of coefficients with its delta-method SE."""
     b = np.asarray(coef, float)

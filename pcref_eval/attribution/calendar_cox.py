@@ -35,7 +35,7 @@ site is live have no comparison and are left out (follow-up censored at their st
 Thin data: an event-time cell without focus events is merged into its neighbour before the fit, and
 focus rows of quarters and sites without a focus event are left out (their term is -infinity: the
 exact limit). A 0/1 term that still runs off to infinity (quasi-separation, e.g. a cell whose comparison sites have
-no focus event in its quarter: :func:`~pcref_eval.attribution.aggregate.diverged_terms`) has its rows
+no focus event in its quarter: :func:`~pcref_eval.estimability.diverged_terms`) has its rows
 left out and the model is refitted: the other estimates are then close to the limit of the diverged
 fit (within 0.005 in the test, not exactly: the left-out rows still informed their site's baseline
 hazard), and the average effect is over the cells that remain. With no cell left, ``note`` says the
@@ -54,8 +54,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pcref_eval.attribution.aggregate import MAX_REFITS, WeightedEffect, diverged_terms, weighted_effect
+from pcref_eval.attribution.aggregate import WeightedEffect, weighted_effect
 from pcref_eval.attribution.design import NEVER, StaggeredDesign, control_quarters
+from pcref_eval.estimability import MAX_REFITS, diverged_terms
 from pcref_eval.survival.cox import CoxProblem, CoxResult, fit_problem
 
 EVENT_YEAR_BINS = 3  # years since go-live 0, 1, 2+ (the last bin open-ended)
@@ -244,7 +245,7 @@ def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     """Split rows and build the model's covariates (focus x site, focus x quarter, PCREF cells, adjustment).
 
     ``leave_out``: 0/1 terms that diverged in an earlier fit (quasi-separation): the rows where they
-    are 1 are left out (the exact limit of that fit), then empty cells are merged again.
+    are 1 are left out (close to the limit of that fit: module docstring), then empty cells are merged again.
     """
     starts = event_bin_starts(bins, first_year_months)
     rows = split_rows(ac, design, starts)

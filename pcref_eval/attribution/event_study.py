@@ -31,7 +31,7 @@ fit):
 - without never-live sites, the last adoption cohort is the comparison (:func:`last_cohort_as_control`),
   as Sun and Abraham prescribe: otherwise leads, quarters and sites are collinear;
 - an event-time term that runs off to infinity (quasi-separation: IRLS stops with the term beyond
-  |log RR| 20 or its SE beyond 10, :func:`~pcref_eval.attribution.aggregate.diverged_terms`) has its
+  |log RR| 20 or its SE beyond 10, :func:`~pcref_eval.estimability.diverged_terms`) has its
   cells left out and the model is refitted (:func:`drop_diverged_terms`: the exact limit of the fit;
   the average effect is then over the cells whose effect is estimable);
 - a design that is still rank-deficient, or a fit that does not converge or still diverges after
@@ -51,8 +51,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pcref_eval.attribution.aggregate import MAX_REFITS, WeightedEffect, diverged_terms, weighted_effect
+from pcref_eval.attribution.aggregate import WeightedEffect, weighted_effect
 from pcref_eval.attribution.design import NEVER, StaggeredDesign, control_quarters
+from pcref_eval.estimability import MAX_REFITS, diverged_terms
 
 MAX_LEAD = 8  # leads from -2 to -8 quarters; earlier ones binned into -8
 MAX_LAG = 8  # quarters since go-live 0..8; later ones binned into 8

@@ -48,6 +48,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from pcref_eval.estimability import diverged_terms
 from pcref_eval.measures.compute import COMBINED_FOCUS
 from pcref_eval.measures.definitions import MeasureDefinition
 from pcref_eval.publish import Aggregate
@@ -142,12 +143,20 @@ def implementation_effect(data: pd.DataFrame, definition: MeasureDefinition, go_
     if len(totals) < 2 or (totals.reindex([focus, reference]).fillna(0) == 0).any():
         eff.note = "no events in the focus or reference group"
         return eff
+    if min(eff.counts().values()) == 0:  # the change would be 0 or infinite (0.00, CI 0.00 to 0.00, seen)
+        eff.note = "no events in the focus or reference group before or after go-live: change not estimable"
+        return eff
     try:
         eff.result = segmented_poisson(frame, "numerator", "period", go_live, offset_col="denominator",
                                        group_col="group", reference_group=reference, trend=trend, cov=cov,
                                        conf=conf)
     except (ValueError, np.linalg.LinAlgError) as exc:
         eff.note = f"model not estimable ({exc})"
+        return eff
+    t = eff.result.table
+    if diverged_terms(list(t["term"]), t["estimate"], t["se"].to_numpy() ** 2):
+        eff.result = None  # quasi-separation: a term ran off to infinity (pcref_eval.estimability)
+        eff.note = "model did not converge to finite estimates (too few events): change not estimable"
     return eff
 
 

@@ -108,7 +108,7 @@ def test_quasi_separated_terms_are_left_out_and_the_model_refitted(demo):
     limit (within 0.005; their SEs are 0.6-1.0: not exact, as the left-out rows of site_a still informed
     its baseline hazard and the adjustment)."""
     from pcref_eval.attribution import calendar_cox as cc
-    from pcref_eval.attribution.aggregate import diverged_terms
+    from pcref_eval.estimability import diverged_terms
 
     cohort, go_live, _ = demo
     keep = ["site_a", "site_c", "site_f"]

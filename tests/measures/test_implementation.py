@@ -100,3 +100,32 @@ def test_too_few_months_is_reported_not_raised(synthetic):
     eff = implementation_effect(data, DEFS["detentions"], date(2025, 1, 1), "White British")
     assert eff.result is None and "too few months" in eff.note
     assert np.isnan(eff.level_change[0])
+
+
+def test_no_focus_event_after_go_live_is_not_estimable_not_a_ratio_of_zero(synthetic):
+    """Before this guard the demo's report showed a level change of 0.00 (95% CI 0.00 to 0.00, p 0.0) for a
+    site whose focus group had 10 rapid-tranquillisation incidents before go-live and none after."""
+    site, _, data = synthetic
+    go = site.info.pcref_go_live
+    after = (pd.to_datetime(data["period"]) >= pd.Timestamp(go)) & (data["group"] == COMBINED_FOCUS) \
+        & (data["measure"] == "detentions")
+    eff = implementation_effect(data.assign(numerator=data["numerator"].where(~after, 0)), DEFS["detentions"], go,
+                                "White British")
+    assert eff.result is None and "not estimable" in eff.note
+    assert np.isnan(eff.level_change).all() and np.isnan(eff.slope_change).all()
+
+
+def test_a_diverged_its_term_is_not_reported(synthetic, monkeypatch):
+    """A fit whose term ran off to infinity (|log ratio| > 20, here with a robust SE of 0) is not an estimate."""
+    import pcref_eval.its as its
+
+    site, _, data = synthetic
+    real = its.segmented_poisson
+
+    def diverged(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res.table.loc[res.table["term"] == "group:level_change", ["estimate", "se"]] = [-31.0, 0.0]
+        return res
+    monkeypatch.setattr(its, "segmented_poisson", diverged)
+    eff = implementation_effect(data, DEFS["detentions"], site.info.pcref_go_live, "White British")
+    assert eff.result is None and "did not converge" in eff.note
