@@ -86,13 +86,36 @@ def adjusted_hazard_ratios(cohort: pd.DataFrame, group_col: str, reference: str,
     Adjusted for age (per 10 years), sex (female vs male; other genders as one category) and
     deprivation (IMD decile, linear per decile more deprived, with a missing-IMD indicator);
     stratified by ``strata`` (e.g. site_id) when given. Death is censored (cause-specific hazard).
-    Groups with no detention are left out of the model (their hazard ratio is not estimable).
+    Groups with no detention are left out of the model (their hazard ratio is not estimable), and so
+    are people in a level of a 0/1 adjustment (female, other gender, IMD missing) without a detention
+    (its coefficient would run to -infinity: their leaving the risk sets is the fit's exact limit);
+    the released counts are those of the people modelled.
     """
     df = with_time_in_years(cohort)
     df[group_col] = df[group_col].astype(str)
-    events = df.groupby(group_col)["detained"].sum()
-    df = df[df[group_col].isin(events[events > 0].index)]
-    levels = [g for g in _levels(cohort[group_col]) if g in set(df[group_col])]
+    while True:  # leaving people out can leave a group without detentions, and the reverse
+        events = df.groupby(group_col)["detained"].sum()
+        df = df[df[group_col].isin(events[events > 0].index)]
+        levels = [g for g in _levels(cohort[group_col]) if g in set(df[group_col])]
+        design = _adjusted_design(df, group_col, reference, levels)
+        out = eventless_adjustment_levels(design, df["detained"].to_numpy())
+        if not out.any() or out.all():
+            break
+        df = df[~out]
+    data = design.assign(_t=df["years"], _e=df["detained"])
+    covariates = list(design.columns)
+    if strata:
+        data["_s"] = df[strata]
+    model = cox(data, "_t", "_e", covariates, strata="_s" if strata else None)
+    table = _group_hr_table(model.table, df, group_col, reference, levels)
+    return HazardRatios(table=table, ph_test=schoenfeld_test(model), model=model)
+
+
+ADJUSTMENT_INDICATORS = ("female", "other_gender", "imd_missing")
+
+
+def _adjusted_design(df: pd.DataFrame, group_col: str, reference: str, levels: list[str]) -> pd.DataFrame:
+    """Group dummies and the adjustment covariates; constant columns dropped."""
     dummies = treatment_dummies(df, group_col, reference, prefix=GROUP_PREFIX, levels=levels)
     imd = pd.to_numeric(df["imd_decile"], errors="coerce")
     design = pd.concat([dummies, pd.DataFrame({
@@ -102,14 +125,24 @@ def adjusted_hazard_ratios(cohort: pd.DataFrame, group_col: str, reference: str,
         "imd_more_deprived_per_decile": (5.5 - imd).fillna(0.0),
         "imd_missing": imd.isna().astype(float),
     }, index=df.index)], axis=1)
-    design = design.loc[:, design.nunique() > 1]
-    data = design.assign(_t=df["years"], _e=df["detained"])
-    covariates = list(design.columns)
-    if strata:
-        data["_s"] = df[strata]
-    model = cox(data, "_t", "_e", covariates, strata="_s" if strata else None)
-    table = _group_hr_table(model.table, df, group_col, reference, levels)
-    return HazardRatios(table=table, ph_test=schoenfeld_test(model), model=model)
+    return design.loc[:, design.nunique() > 1]
+
+
+def eventless_adjustment_levels(design: pd.DataFrame, detained: np.ndarray,
+                                indicators=ADJUSTMENT_INDICATORS) -> np.ndarray:
+    """Rows in a level (0 or 1) of a 0/1 adjustment covariate with no detention.
+
+    Such a level's hazard is 0 at the maximum of the partial likelihood (quasi-separation: the
+    coefficient runs off and Newton's information matrix turns singular), so leaving those people
+    out is the exact limit.
+    """
+    out = np.zeros(len(design), dtype=bool)
+    for c in (c for c in indicators if c in design.columns):
+        x = design[c].to_numpy()
+        for level in (1.0, 0.0):
+            if (x == level).any() and detained[x == level].sum() == 0:
+                out |= x == level
+    return out
 
 
 def _group_hr_table(coef: pd.DataFrame, df: pd.DataFrame, group_col: str, reference: str,

@@ -30,7 +30,8 @@ Each number found is **explained** when it is one of:
    data;
 4. **a configuration value** of the run (``config.yml``): the disclosure threshold and rounding bases,
    the minimum group size for summaries, the minimum age, the detention and place-of-safety codes,
-   the seed, the number of sites, the study window's dates.
+   the seed, the number of sites, the study window's dates, and the measures' assurance targets
+   (default definitions and ``config.measures``; the SPC captions print them).
 
 Anything else is an ``unexplained_number`` violation naming the file, where in it (text element,
 line, page, paragraph, table cell) and the text around the number. Independently of the match, a
@@ -224,6 +225,7 @@ def config_values(run_dir: Path) -> set[float]:
             v = _as_float(code)
             if v is not None:
                 out.add(v)
+    out |= measure_targets(cfg)
     study = getattr(cfg, "study", None)
     for key in ("start", "end"):
         d = getattr(study, key, None)
@@ -233,6 +235,18 @@ def config_values(run_dir: Path) -> set[float]:
         days = (study.end - study.start).days + 1
         out |= {round(days / 365.25), round(days / 365.25 * 12)}
     return {float(v) for v in out if isinstance(v, (int, float))}
+
+
+def measure_targets(cfg) -> set[float]:
+    """Assurance targets of the run's measures (the defaults and ``config.measures``): SPC captions print them."""
+    from pcref_eval.measures.defaults import measure_registry
+
+    out: set[float] = set()
+    for d in measure_registry(list(getattr(cfg, "measures", None) or [])):
+        for v in (d.target, d.gap_target):
+            if isinstance(v, (int, float)):
+                out.add(float(v))
+    return out
 
 
 @dataclass

@@ -149,3 +149,27 @@ def test_ph_caveat_names_failing_terms():
     assert "Caveat" in text and "Black African" in text and "age_per_10y" not in text
     ok = detention.ph_caveat(ph.assign(p=[0.5, 0.75, 0.6]))
     assert "no covariate" in ok and "global p = 0.60" in ok  # as the released PH table (2 decimals)
+
+
+def test_adjustment_levels_without_detentions_leave_the_model_at_its_limit(tmp_path):
+    """A 400-person site (1,200 people over 3 sites, seed 5) where nobody of other gender and nobody with
+    IMD missing was detained: those coefficients run to -infinity and our Newton step failed ("information
+    matrix is singular"), failing the site notebook. Those people are left out (the exact limit): the group
+    hazard ratios equal lifelines' fit on everyone, which lets the two coefficients run off (to 1e-3)."""
+    from lifelines import CoxPHFitter
+
+    generate(tmp_path, people=1200, seed=5, n_sites=3)
+    cohort, _ = build_cohort(load_site(tmp_path / "site_c"), StudyConfig(), CohortConfig(), EthnicityConfig())
+    hr = detention.adjusted_hazard_ratios(cohort, "ethnic_group", "White British")
+    ours = hr.table.data.set_index("group")["hr"]
+    df = detention.with_time_in_years(cohort)
+    df["ethnic_group"] = df["ethnic_group"].astype(str)
+    ev = df.groupby("ethnic_group")["detained"].sum()
+    df = df[df["ethnic_group"].isin(ev[ev > 0].index)]
+    levels = [g for g in ours.index if g in set(df["ethnic_group"])]
+    X = detention._adjusted_design(df, "ethnic_group", "White British", levels)
+    assert X.loc[df["detained"] == 1, "other_gender"].sum() == 0 < X["other_gender"].sum()
+    cph = CoxPHFitter().fit(X.assign(T=df["years"], E=df["detained"]), "T", "E")
+    assert np.exp(cph.params_["other_gender"]) < 1e-4  # lifelines lets it run off
+    for g in levels[1:]:
+        assert ours[g] == pytest.approx(np.exp(cph.params_[f"group={g}"]), rel=1e-3), g

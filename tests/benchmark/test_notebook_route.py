@@ -40,6 +40,13 @@ def test_publish_site_benchmark_releases_site_tables_and_the_funnel(tmp_path):
     release = tmp_path / "run" / "release"
     assert (release / "tables" / "all_benchmark_icb_detentions.csv").is_file()
     assert (release / "figures" / "all_benchmark_funnel_detentions.png").is_file()
+    # the sentence's overdispersion factors are released values (a 2-site report once quoted 9.3, in no table)
+    from pcref_eval.benchmark.funnel import icb_funnel
+    from pcref_eval.benchmark.published import latest, load_mha
+    phi = pd.read_csv(release / "tables" / "all_benchmark_icb_detentions_overdispersion.csv").iloc[0]
+    _, targets = icb_funnel(latest(load_mha()), "All detentions")
+    assert round(phi["phi_rate"], 1) == round(targets["phi_rate"], 1) > 1
+    assert round(phi["phi_ratio"], 1) == round(targets["phi_ratio"], 1) > 1
     released = pd.read_csv(release / "tables" / "all_benchmark_site_a.csv", dtype=str)
     counts = released["site_count"][released["site_count"] != "[REDACTED]"].astype(int)
     assert (counts % 5 == 0).all()

@@ -165,3 +165,15 @@ def test_a_test_results_degrees_of_freedom_explain_the_sentence_that_quotes_them
     (release / "report.html").write_text("<html><body><p>Pre-trend check: chi-square = 17.92 on 26 df, "
                                          "p = 0.879.</p></body></html>")
     assert _check(tmp_path) == []
+
+
+def test_measures_assurance_targets_are_configuration_values(tmp_path):
+    """SPC captions print each measure's assurance target ("Assurance target: 95."): a configuration value,
+    not data (a small run whose tables held no 95 had its release withheld for it)."""
+    from pcref_eval.config import EvaluationConfig, SiteConfig, write_config
+    from pcref_eval.measures.defaults import default_measures
+    from pcref_eval.release_numbers import config_values
+
+    write_config(EvaluationConfig(name="t", sites=[SiteConfig(id="s", path=tmp_path)]), tmp_path / "config.yml")
+    targets = {float(d.target) for d in default_measures() if d.target is not None}
+    assert 95.0 in targets and targets <= config_values(tmp_path)
