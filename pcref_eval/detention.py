@@ -23,6 +23,7 @@ import pandas as pd
 from pcref_eval.cohort import STATUS_DETENTION, censor_at_go_live
 from pcref_eval.ethnicity import PCREF_FOCUS_GROUPS, UNRECORDED_LABELS
 from pcref_eval.disclosure import Apportioned, Ratio
+from pcref_eval.estimability import eventless_levels
 from pcref_eval.publish import Aggregate
 from pcref_eval.survival.competing import cumulative_incidence
 from pcref_eval.survival.cox import cox, treatment_dummies
@@ -98,7 +99,8 @@ def adjusted_hazard_ratios(cohort: pd.DataFrame, group_col: str, reference: str,
         df = df[df[group_col].isin(events[events > 0].index)]
         levels = [g for g in _levels(cohort[group_col]) if g in set(df[group_col])]
         design = _adjusted_design(df, group_col, reference, levels)
-        out = eventless_adjustment_levels(design, df["detained"].to_numpy())
+        out = eventless_levels({c: design[c] for c in ADJUSTMENT_INDICATORS if c in design},
+                               df["detained"].to_numpy())
         if not out.any() or out.all():
             break
         df = df[~out]
@@ -126,23 +128,6 @@ def _adjusted_design(df: pd.DataFrame, group_col: str, reference: str, levels: l
         "imd_missing": imd.isna().astype(float),
     }, index=df.index)], axis=1)
     return design.loc[:, design.nunique() > 1]
-
-
-def eventless_adjustment_levels(design: pd.DataFrame, detained: np.ndarray,
-                                indicators=ADJUSTMENT_INDICATORS) -> np.ndarray:
-    """Rows in a level (0 or 1) of a 0/1 adjustment covariate with no detention.
-
-    Such a level's hazard is 0 at the maximum of the partial likelihood (quasi-separation: the
-    coefficient runs off and Newton's information matrix turns singular), so leaving those people
-    out is the exact limit.
-    """
-    out = np.zeros(len(design), dtype=bool)
-    for c in (c for c in indicators if c in design.columns):
-        x = design[c].to_numpy()
-        for level in (1.0, 0.0):
-            if (x == level).any() and detained[x == level].sum() == 0:
-                out |= x == level
-    return out
 
 
 def _group_hr_table(coef: pd.DataFrame, df: pd.DataFrame, group_col: str, reference: str,
@@ -218,12 +203,11 @@ def gap_over_time(cohort: pd.DataFrame, go_live: date | dict[str, date], referen
     df = censor_at_go_live(cohort, go_live)
     df = df.assign(ethnic_group=focus_grouping(df, reference))
     df = df[df["ethnic_group"].isin([FOCUS_LABEL, reference])]
-    imd_mode = int(pd.to_numeric(df["imd_decile"], errors="coerce").mode().iloc[0])
-    result = gap_change(df, reference=reference, imd_reference=imd_mode)
-    table = result.table[result.table["group"] == FOCUS_LABEL].copy()
     counts = df.assign(detained=(df["status"] == STATUS_DETENTION)).groupby(["ethnic_group", "period"])["detained"]
     events = counts.sum()
     people = counts.size()
+    table = _focus_gap_estimates(df, reference, [int(events.get((g, p), 0)) for g in (FOCUS_LABEL, reference)
+                                                 for p in ("pre", "post")])
     label = {"hr_pre": "Hazard ratio before go-live", "hr_post": "Hazard ratio after go-live",
              "ratio_post_pre": "Ratio of hazard ratios (after / before)"}
     table["quantity"] = table["quantity"].map(label)
@@ -235,6 +219,21 @@ def gap_over_time(cohort: pd.DataFrame, go_live: date | dict[str, date], referen
     counts_cols = [c for c in cols if "_detentions_" in c or "_people_" in c]
     model = {c: counts_cols for c in ("estimate", "lower", "upper", "p")}
     return Aggregate(table[cols].reset_index(drop=True), counts=counts_cols, model=model, labels=["quantity"])
+
+
+def _focus_gap_estimates(df: pd.DataFrame, reference: str, detentions: list[int]) -> pd.DataFrame:
+    """The focus group's rows of :func:`gap_change`, or NaN estimates when not estimable: a group without a
+    detention before or after go-live (the ratio would be 0 or infinite), or a singular fit."""
+    quantities = ["hr_pre", "hr_post", "ratio_post_pre"]
+    if min(detentions) > 0:
+        imd_mode = int(pd.to_numeric(df["imd_decile"], errors="coerce").mode().iloc[0])
+        try:
+            result = gap_change(df, reference=reference, imd_reference=imd_mode)
+            return result.table[result.table["group"] == FOCUS_LABEL].copy()
+        except ValueError:  # e.g. Newton met a singular information matrix: not estimable
+            pass
+    return pd.DataFrame({"group": FOCUS_LABEL, "quantity": quantities, "estimate": np.nan, "lower": np.nan,
+                         "upper": np.nan, "p": np.nan})
 
 
 def _recorded_only(cohort: pd.DataFrame, group_col: str) -> pd.DataFrame:

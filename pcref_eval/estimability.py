@@ -25,3 +25,21 @@ def diverged_terms(names: list[str], coef, variance_diag) -> list[str]:
     with np.errstate(invalid="ignore"):
         bad = ~(np.isfinite(b) & np.isfinite(v)) | (np.abs(b) > MAX_ABS_LOG_EFFECT) | (v <= 0) | (v > MAX_LOG_SE ** 2)
     return [n for n, x in zip(names, bad) if x]
+
+
+def eventless_levels(indicators: dict, events: np.ndarray) -> np.ndarray:
+    """Rows in a level (0 or 1) of a 0/1 covariate whose rows have no event.
+
+    Such a level's hazard is 0 at the maximum of the (partial) likelihood: the coefficient runs off
+    and Newton's information matrix turns singular. Leaving those rows out is the exact limit.
+    ``indicators``: name -> 0/1 array (or a DataFrame of 0/1 columns).
+    """
+    events = np.asarray(events)
+    out = np.zeros(len(events), dtype=bool)
+    for name in indicators:
+        x = np.asarray(indicators[name])
+        for level in (1.0, 0.0):
+            at = x == level
+            if at.any() and events[at].sum() == 0:
+                out |= at
+    return out

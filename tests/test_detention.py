@@ -173,3 +173,16 @@ def test_adjustment_levels_without_detentions_leave_the_model_at_its_limit(tmp_p
     assert np.exp(cph.params_["other_gender"]) < 1e-4  # lifelines lets it run off
     for g in levels[1:]:
         assert ours[g] == pytest.approx(np.exp(cph.params_[f"group={g}"]), rel=1e-3), g
+
+
+def test_naive_gap_without_focus_detentions_after_go_live_is_not_estimable(pooled):
+    """No focus-group detention after go-live: the ratio would be 0 (or the fit singular), so the naive
+    comparison's estimates are blank, not a number."""
+    cohort, go_live, _ = pooled
+    after = censor_at_go_live(cohort, go_live)["period"] == "post"
+    focus = cohort["ethnic_group"].astype(str).isin(detention.PCREF_FOCUS_GROUPS)
+    quiet = cohort.copy()
+    quiet.loc[(after & focus).to_numpy() & (quiet["status"] == 1).to_numpy(), "status"] = 0
+    table = detention.gap_over_time(quiet, go_live, "White British").data
+    assert (table["focus_detentions_post"] == 0).all()
+    assert table[["estimate", "lower", "upper", "p"]].isna().all().all()

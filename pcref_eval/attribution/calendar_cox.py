@@ -56,10 +56,11 @@ import pandas as pd
 
 from pcref_eval.attribution.aggregate import WeightedEffect, weighted_effect
 from pcref_eval.attribution.design import NEVER, StaggeredDesign, control_quarters
-from pcref_eval.estimability import MAX_REFITS, diverged_terms
+from pcref_eval.estimability import MAX_REFITS, diverged_terms, eventless_levels
 from pcref_eval.survival.cox import CoxProblem, CoxResult, fit_problem
 
 EVENT_YEAR_BINS = 3  # years since go-live 0, 1, 2+ (the last bin open-ended)
+ADJUSTMENT_INDICATORS = ("female", "other_gender", "imd_missing")  # 0/1 columns of _adjustment
 DROP = "-"  # label of rows left out: focus follow-up after go-live of a cohort with no focus event then
 FIRST_YEAR_BIN_MONTHS = 3  # year 0 in quarters: the effect builds up within it (see the module docstring)
 
@@ -78,7 +79,7 @@ def event_bin_starts(bins: int = EVENT_YEAR_BINS, first_year_months: int = FIRST
 class CalendarCoxResult:
     """The fitted model, the cohort x event-year effects with their weights, and the aggregate."""
 
-    model: CoxResult
+    model: CoxResult | None  # None when not estimable (``note`` says why)
     cells: pd.DataFrame  # term, cohort, event_year, coef, se, focus_days, focus_events
     effect: WeightedEffect
     by_event_year: pd.DataFrame  # event_year, log_estimate, se, focus_days, focus_events
@@ -202,13 +203,15 @@ def _without(rows: pd.DataFrame, label: pd.Series, out: np.ndarray) -> tuple[pd.
     return rows[~out].reset_index(drop=True), label[~out].reset_index(drop=True)
 
 
-def _without_eventless_focus(rows: pd.DataFrame, label: pd.Series, design: StaggeredDesign
+def _without_eventless_focus(rows: pd.DataFrame, label: pd.Series, design: StaggeredDesign, adjust: bool = True
                              ) -> tuple[pd.DataFrame, pd.Series]:
-    """Leave out focus rows of calendar quarters and of sites with no focus event (repeated until none).
+    """Leave out focus rows of calendar quarters and of sites with no focus event, and rows of a 0/1
+    adjustment level (female, other gender, IMD missing) with no event (repeated until none).
 
-    Their focus x quarter (or focus x site) term is -infinity at the maximum of the partial likelihood,
-    so those rows leave every risk set: leaving them out is the exact limit. (When the first quarter,
-    the reference, has none, every other quarter's term runs off together.)
+    Their term is -infinity at the maximum of the partial likelihood, so those rows leave every risk
+    set: leaving them out is the exact limit. (When the first quarter, the reference, has none, every
+    other quarter's term runs off together; an adjustment level without events turned Newton's
+    information matrix singular in a 1,000-person run.)
     """
     while True:
         focus = rows["focus"].to_numpy() == 1
@@ -218,7 +221,10 @@ def _without_eventless_focus(rows: pd.DataFrame, label: pd.Series, design: Stagg
         q_events = pd.Series(ev[focus]).groupby(quarter[focus]).sum()
         s_events = pd.Series(ev[focus]).groupby(site[focus]).sum()
         out = focus & (np.isin(quarter, q_events.index[q_events == 0]) | np.isin(site, s_events.index[s_events == 0]))
-        if not out.any():
+        if adjust:  # people in a sex or IMD-missing level without an event: the same limit
+            columns = _adjustment(rows)
+            out |= eventless_levels({c: columns[c] for c in ADJUSTMENT_INDICATORS}, ev)
+        if not out.any() or out.all():
             return rows, label
         rows, label = _without(rows, label, out)
         label = _merge_empty_cells(label, rows)
@@ -252,7 +258,7 @@ def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     rows, dropped = _restrict_to_control_quarters(rows, design)
     rows = rows[rows["stop"] > rows["start"]].reset_index(drop=True)
     label = _merge_empty_cells(treatment_cells(rows, design, starts), rows)
-    rows, label = _without_eventless_focus(*_without(rows, label, (label == DROP).to_numpy()), design)
+    rows, label = _without_eventless_focus(*_without(rows, label, (label == DROP).to_numpy()), design, adjust)
     if leave_out:
         out = np.zeros(len(rows), dtype=bool)
         for name, make in _indicator_columns(rows, label, design):
@@ -260,7 +266,7 @@ def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
                 out |= make()
         rows, label = _without(rows, label, out)
         label = _merge_empty_cells(label, rows)
-        rows, label = _without_eventless_focus(*_without(rows, label, (label == DROP).to_numpy()), design)
+        rows, label = _without_eventless_focus(*_without(rows, label, (label == DROP).to_numpy()), design, adjust)
     cell_names = sorted(c for c in label.unique() if c)
     columns = _indicator_columns(rows, label, design)
     if adjust:
@@ -283,7 +289,10 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     left_out: tuple[str, ...] = ()
     for _ in range(MAX_REFITS):
         cd = calendar_cox_data(ac, design, adjust, bins, first_year_months, leave_out=left_out)
-        model = _fit(cd)
+        try:
+            model = _fit(cd)
+        except ValueError as exc:  # no events left, or Newton met a singular information matrix
+            return _not_estimable(cd, f"not estimable: {exc}")
         indicators = [c for c in cd.covariates if c.startswith(("focus:", "pcref["))]
         diverged = diverged_terms(indicators, model.coef[indicators], np.diag(model.variance.loc[indicators, indicators]))
         if not diverged:
@@ -315,6 +324,16 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     by_year = pd.DataFrame(by_year, columns=["event_year", "log_estimate", "se", "focus_days", "focus_events"])
     note = "" if terms else "not estimable: no PCREF cell with focus-group detentions and a comparison left"
     return CalendarCoxResult(model=model, cells=cells, effect=effect, by_event_year=by_year,
+                             dropped_quarters=cd.dropped_quarters, note=note)
+
+
+def _not_estimable(cd: CalendarCoxData, note: str) -> CalendarCoxResult:
+    """A result without a model: NaN effect, no cells, and the reason."""
+    nan = float("nan")
+    cells = pd.DataFrame(columns=["term", "cohort", "event_year", "event_month", "coef", "se", "focus_days",
+                                  "focus_events"])
+    by_year = pd.DataFrame(columns=["event_year", "log_estimate", "se", "focus_days", "focus_events"])
+    return CalendarCoxResult(model=None, cells=cells, effect=WeightedEffect(nan, nan), by_event_year=by_year,
                              dropped_quarters=cd.dropped_quarters, note=note)
 
 

@@ -121,6 +121,29 @@ def _design(cohort: pd.DataFrame, reference: str, imd: str, imd_reference: int):
     return design[keep], eth_terms, int(imd_missing.sum())
 
 
+def without_eventless_adjustment(data: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Leave out people in a sex or IMD level without an event (repeated until none); drop columns left constant.
+
+    That level's coefficient runs to -infinity and Newton's information matrix turns singular (seen in
+    a 600-person run); leaving those people out is the fit's exact limit
+    (:func:`pcref_eval.estimability.eventless_levels`). Rows the model drops anyway (missing values)
+    are not counted here.
+    """
+    from pcref_eval.estimability import eventless_levels
+
+    while True:
+        adjustment = [c for c in covariates if c.startswith(("sex[", "imd["))]
+        usable = ~data[covariates + ["_time", "_event"]].isna().any(axis=1).to_numpy()
+        out = np.zeros(len(data), dtype=bool)
+        out[usable] = eventless_levels({c: data.loc[usable, c].to_numpy() for c in adjustment},
+                                       data.loc[usable, "_event"].to_numpy())
+        if not out.any() or out[usable].all():
+            return data, covariates
+        data = data[~out]
+        kept = data[~data[covariates + ["_time", "_event"]].isna().any(axis=1)]
+        covariates = [c for c in covariates if c not in adjustment or kept[c].nunique() > 1]
+
+
 def _combine(beta: pd.Series, V: pd.DataFrame, terms: list[str]) -> tuple[float, float]:
     """Sum of coefficients and its standard error from the covariance matrix."""
     est = float(beta[terms].sum())
@@ -155,7 +178,7 @@ def gap_change(
     status = pd.to_numeric(cohort["status"]).astype("Float64")
     data["_event"] = status.eq(event_code).astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
     data["_site"] = cohort["site_id"].to_numpy()
-    covariates = list(design.columns)
+    data, covariates = without_eventless_adjustment(data, list(design.columns))
     model = cox(data, "_time", "_event", covariates, strata="_site", ties=ties, conf=conf)
     beta, V = model.coef, model.variance
     z = z_value(conf)

@@ -72,6 +72,16 @@ def _curve_figure(
     ylim: tuple[float, float] | None,
 ):
     apply_style()
+    if table.empty:  # every group withheld by disclosure control (a small site): say so, draw no curve
+        fig, ax = plt.subplots(figsize=(7.5, 2.0))
+        ax.text(0.5, 0.5, "No curve released: every group is below the disclosure threshold", ha="center",
+                va="center", transform=ax.transAxes, fontsize=9, color="#425563")
+        ax.set_axis_off()
+        if title:
+            ax.set_title(title, loc="left")
+        if path is not None:
+            fig.saved_paths = save_figure(fig, path)
+        return fig
     groups = list(pd.unique(table["group"])) if groups is None else list(groups)
     colours = group_colours(groups)
     n_rows = len(groups)
@@ -160,7 +170,7 @@ def plot_cumulative_incidence(
     path: str | Path | None = None,
 ):
     """Cumulative incidence curves by group from :func:`cumulative_incidence` output."""
-    if ylim is None:
+    if ylim is None and not cif_table.empty:
         top = float(np.nanmax(cif_table[["estimate", "upper"]].to_numpy(dtype=np.float64)))
         ylim = (0, min(1.0, max(0.05, top * 1.1)))
     return _curve_figure(cif_table, "estimate", 0.0, ylabel, xlabel, title, conf_int, risk_table, risk_times, xmax, groups, path, ylim)

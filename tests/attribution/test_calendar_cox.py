@@ -152,7 +152,7 @@ def test_focus_rows_of_a_quarter_without_focus_events_are_left_out(demo, monkeyp
     r = calendar_time_cox(ac, design)
     assert (r.cells["se"] < 2).all() and r.model.converged
     # the diverging fit: the same model with those focus rows kept
-    monkeypatch.setattr(cc, "_without_eventless_focus", lambda rows, label, design: (rows, label))
+    monkeypatch.setattr(cc, "_without_eventless_focus", lambda rows, label, design, adjust: (rows, label))
     kept = cc.calendar_cox_data(ac, design)
     assert ((kept.rows["focus"] == 1) & (kept.rows["month"] < 3)).any()
     diverging = cc._fit(kept)

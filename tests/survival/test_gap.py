@@ -124,3 +124,27 @@ def test_gap_change_tight_at_national_scale():
         row = black.loc[quantity]
         assert row["lower"] <= truth <= row["upper"]
         assert abs(np.log(row["estimate"] / truth)) < 0.05
+
+
+def test_a_sex_or_imd_level_without_events_is_left_out_at_the_limit():
+    """An IMD decile in which nobody was detained: its coefficient runs to -infinity (our Newton step met a
+    singular information matrix in a 600-person run). Those people are left out (the exact limit): the
+    gap estimates equal lifelines' fit on everyone, which lets that coefficient run off (to 1e-3)."""
+    from lifelines import CoxPHFitter
+
+    from pcref_eval.survival.gap import _design, without_eventless_adjustment
+
+    cohort = simulate_gap_cohort(n=3000, n_sites=1, seed=4)
+    decile3 = pd.to_numeric(cohort["imd_decile"], errors="coerce") == 3
+    cohort.loc[decile3 & (cohort["status"] == 1), "status"] = 0  # nobody in decile 3 detained
+    res = gap_change(cohort, reference="White")
+    design, terms, _ = _design(cohort, "White", "indicator", 10)
+    data = design.assign(_time=pd.to_numeric(cohort["duration_days"]).astype(float),
+                         _event=(pd.to_numeric(cohort["status"]) == 1).astype(float)).dropna()
+    kept, covariates = without_eventless_adjustment(data, list(design.columns))
+    assert len(kept) == len(data) - int(decile3.sum()) and "imd[3]" not in covariates
+    cph = CoxPHFitter().fit(data[[*design.columns, "_time", "_event"]], "_time", "_event")
+    assert cph.params_["imd[3]"] < -5  # lifelines lets it run off
+    for g, (main, inter) in terms.items():
+        row = res.table[(res.table["group"] == g) & (res.table["quantity"] == "ratio_post_pre")].iloc[0]
+        assert row["log_estimate"] == pytest.approx(cph.params_[inter], abs=1e-3), g

@@ -83,3 +83,12 @@ def test_cif_and_forest_figures_written(cohort, tmp_path):
     labels = re.findall(r"Black hr_pre|Black ratio_post_pre", svg.read_text())
     assert len(set(labels)) == 2
     plt.close(fig)
+
+
+def test_km_and_cif_figures_of_a_fully_withheld_table_say_so(tmp_path):
+    """A small site whose every group is below the threshold releases an empty KM table: the figure says
+    so instead of failing the site notebook ("Axis limits cannot be NaN or Inf")."""
+    empty = pd.DataFrame(columns=["group", "time", "n_risk", "n_event", "surv", "estimate", "lower", "upper"])
+    for fig in (plot_km(empty, path=tmp_path / "km"), plot_cumulative_incidence(empty)):
+        assert "No curve released" in fig.axes[0].texts[0].get_text()
+    assert (tmp_path / "km.png").is_file()
