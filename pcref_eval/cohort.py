@@ -111,6 +111,24 @@ def assign_outcomes(base: pd.DataFrame, site: SiteExtract, index: pd.DataFrame, 
     return df
 
 
+#: The 0/1 columns of :func:`adjustment_covariates` (a level without events is left out of the Cox models).
+ADJUSTMENT_INDICATORS = ("female", "other_gender", "imd_missing")
+
+
+def adjustment_covariates(people: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The Cox models' adjustment: age (per 10 years from 40), sex (female, other genders vs male) and
+    deprivation (IMD decile, linear per decile more deprived, with a missing-IMD indicator)."""
+    imd = pd.to_numeric(people["imd_decile"], errors="coerce").to_numpy(float)
+    sex = pd.Series(people["sex"]).astype("string").fillna("other").to_numpy()
+    return {
+        "age_per_10y": (pd.to_numeric(people["age"]).to_numpy(float) - 40) / 10,
+        "female": (sex == "2").astype(float),
+        "other_gender": (~np.isin(sex, ["1", "2"])).astype(float),
+        "imd_more_deprived_per_decile": np.nan_to_num(5.5 - imd),
+        "imd_missing": np.isnan(imd).astype(float),
+    }
+
+
 def censor_at_go_live(cohort: pd.DataFrame, go_live: date | dict[str, date]) -> pd.DataFrame:
     """Censor pre-period people at their site's go-live date, so pre and post follow-up never overlap.
 

@@ -20,7 +20,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from pcref_eval.cohort import STATUS_DETENTION, censor_at_go_live
+from pcref_eval.cohort import ADJUSTMENT_INDICATORS, STATUS_DETENTION, adjustment_covariates, censor_at_go_live
 from pcref_eval.ethnicity import PCREF_FOCUS_GROUPS, UNRECORDED_LABELS
 from pcref_eval.disclosure import Apportioned, Ratio
 from pcref_eval.estimability import eventless_levels
@@ -113,20 +113,10 @@ def adjusted_hazard_ratios(cohort: pd.DataFrame, group_col: str, reference: str,
     return HazardRatios(table=table, ph_test=schoenfeld_test(model), model=model)
 
 
-ADJUSTMENT_INDICATORS = ("female", "other_gender", "imd_missing")
-
-
 def _adjusted_design(df: pd.DataFrame, group_col: str, reference: str, levels: list[str]) -> pd.DataFrame:
     """Group dummies and the adjustment covariates; constant columns dropped."""
     dummies = treatment_dummies(df, group_col, reference, prefix=GROUP_PREFIX, levels=levels)
-    imd = pd.to_numeric(df["imd_decile"], errors="coerce")
-    design = pd.concat([dummies, pd.DataFrame({
-        "age_per_10y": (df["age"] - 40) / 10,
-        "female": (df["sex"] == "2").astype(float),
-        "other_gender": (~df["sex"].isin(["1", "2"])).astype(float),
-        "imd_more_deprived_per_decile": (5.5 - imd).fillna(0.0),
-        "imd_missing": imd.isna().astype(float),
-    }, index=df.index)], axis=1)
+    design = pd.concat([dummies, pd.DataFrame(adjustment_covariates(df), index=df.index)], axis=1)
     return design.loc[:, design.nunique() > 1]
 
 

@@ -56,11 +56,11 @@ import pandas as pd
 
 from pcref_eval.attribution.aggregate import WeightedEffect, weighted_effect
 from pcref_eval.attribution.design import NEVER, StaggeredDesign, control_quarters
+from pcref_eval.cohort import ADJUSTMENT_INDICATORS, adjustment_covariates
 from pcref_eval.estimability import MAX_REFITS, diverged_terms, eventless_levels
 from pcref_eval.survival.cox import CoxProblem, CoxResult, fit_problem
 
 EVENT_YEAR_BINS = 3  # years since go-live 0, 1, 2+ (the last bin open-ended)
-ADJUSTMENT_INDICATORS = ("female", "other_gender", "imd_missing")  # 0/1 columns of _adjustment
 DROP = "-"  # label of rows left out: focus follow-up after go-live of a cohort with no focus event then
 FIRST_YEAR_BIN_MONTHS = 3  # year 0 in quarters: the effect builds up within it (see the module docstring)
 
@@ -222,13 +222,20 @@ def _without_eventless_focus(rows: pd.DataFrame, label: pd.Series, design: Stagg
         s_events = pd.Series(ev[focus]).groupby(site[focus]).sum()
         out = focus & (np.isin(quarter, q_events.index[q_events == 0]) | np.isin(site, s_events.index[s_events == 0]))
         if adjust:  # people in a sex or IMD-missing level without an event: the same limit
-            columns = _adjustment(rows)
+            columns = adjustment_covariates(rows)
             out |= eventless_levels({c: columns[c] for c in ADJUSTMENT_INDICATORS}, ev)
         if not out.any() or out.all():
             return rows, label
         rows, label = _without(rows, label, out)
         label = _merge_empty_cells(label, rows)
         rows, label = _without(rows, label, (label == DROP).to_numpy())
+
+
+def _settled(rows: pd.DataFrame, label: pd.Series, design: StaggeredDesign, adjust: bool
+             ) -> tuple[pd.DataFrame, pd.Series]:
+    """Merge empty cells, leave out DROP rows, then eventless focus quarters, sites and adjustment levels."""
+    label = _merge_empty_cells(label, rows)
+    return _without_eventless_focus(*_without(rows, label, (label == DROP).to_numpy()), design, adjust)
 
 
 def _indicator_columns(rows: pd.DataFrame, label: pd.Series, design: StaggeredDesign) -> list[tuple[str, object]]:
@@ -257,20 +264,18 @@ def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     rows = split_rows(ac, design, starts)
     rows, dropped = _restrict_to_control_quarters(rows, design)
     rows = rows[rows["stop"] > rows["start"]].reset_index(drop=True)
-    label = _merge_empty_cells(treatment_cells(rows, design, starts), rows)
-    rows, label = _without_eventless_focus(*_without(rows, label, (label == DROP).to_numpy()), design, adjust)
+    rows, label = _settled(rows, treatment_cells(rows, design, starts), design, adjust)
     if leave_out:
         out = np.zeros(len(rows), dtype=bool)
         for name, make in _indicator_columns(rows, label, design):
             if name in leave_out:
                 out |= make()
         rows, label = _without(rows, label, out)
-        label = _merge_empty_cells(label, rows)
-        rows, label = _without_eventless_focus(*_without(rows, label, (label == DROP).to_numpy()), design, adjust)
+        rows, label = _settled(rows, label, design, adjust)
     cell_names = sorted(c for c in label.unique() if c)
     columns = _indicator_columns(rows, label, design)
     if adjust:
-        columns += [(name, lambda v=v: v) for name, v in _adjustment(rows).items()]
+        columns += [(name, lambda v=v: v) for name, v in adjustment_covariates(rows).items()]
     X = np.empty((len(rows), len(columns)), order="F")
     names = []
     for name, make in columns:
@@ -344,16 +349,3 @@ def _fit(cd: CalendarCoxData) -> CoxResult:
                          cd.rows["start"].to_numpy(float), "efron", overwrite_X=True)
     cd.X = None  # sorted and centred in place by the problem: no longer the design as built
     return fit_problem(problem, cd.covariates, strata=list(levels)).without_design()  # kept by callers: ~3 GB
-
-
-def _adjustment(rows: pd.DataFrame) -> dict:
-    """Age (per 10 years), sex (female, other vs male) and deprivation (linear, with a missing indicator)."""
-    imd = rows["imd_decile"].to_numpy(float)
-    sex = pd.Series(rows["sex"]).astype("string").fillna("other").to_numpy()
-    return {
-        "age_per_10y": (rows["age"].to_numpy(float) - 40) / 10,
-        "female": (sex == "2").astype(float),
-        "other_gender": (~np.isin(sex, ["1", "2"])).astype(float),
-        "imd_more_deprived_per_decile": np.nan_to_num(5.5 - imd),
-        "imd_missing": np.isnan(imd).astype(float),
-    }
