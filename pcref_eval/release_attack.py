@@ -84,8 +84,9 @@ def load_release(release: Path, kinds: tuple[str, ...] = ("table",), prefix: str
     of ``kinds`` (``table``; ``km_table``: Kaplan-Meier tables, for the differencing attack) and, if ``keep`` is
     given, for which ``keep(prefix, entry)`` is true (decided before the CSV is read).
 
-    ``cache``: reuse files this process parsed before while their modification time and size are unchanged
-    (for the publisher, which reads the release before every table; the release check always reads afresh)."""
+    ``cache``: reuse the tables this process built before from files whose modification time and size are
+    unchanged (for the publisher, which reads the release before every table; the release check always reads
+    afresh). Cached tables are shared between calls: callers must not modify them."""
     read = _cached if cache else (lambda path, parse: parse(path.read_text(encoding="utf-8")))
     tables = []
     for index in sorted((release / "index").glob("*.json" if prefix is None else f"{prefix}.json")):
@@ -101,24 +102,31 @@ def load_release(release: Path, kinds: tuple[str, ...] = ("table",), prefix: str
                 path = release / f
                 if path.suffix != ".csv" or not path.exists():
                     continue
-                raw = read(path, _parse_csv)
-                if raw is not None:
-                    tables.append(ReleasedCsv(str(f), owner, str(e.get("name", "")), e, raw.copy() if cache else raw,
-                                              str(e["kind"])))
+                build = lambda text, f=f, e=e: _released_csv(text, str(f), owner, e)  # noqa: E731
+                table = (_cached(path, build, key=(owner, json.dumps(e, sort_keys=True, default=str))) if cache
+                         else build(path.read_text(encoding="utf-8")))
+                if table is not None:
+                    tables.append(table)
     return tables
 
 
-#: Release files already parsed by this process, by path: (mtime_ns, size, parsed). A notebook's publisher
-#: consults the release before every table it publishes; the files it reads rarely change under it.
-_CACHE: dict[Path, tuple[int, int, object]] = {}
+def _released_csv(text: str, file: str, owner: str, entry: dict) -> ReleasedCsv | None:
+    raw = _parse_csv(text)
+    return None if raw is None else ReleasedCsv(file, owner, str(entry.get("name", "")), entry, raw, str(entry["kind"]))
 
 
-def _cached(path: Path, parse: Callable[[str], object]):
-    """``parse(text of path)``, reused while the file's modification time and size are unchanged."""
+#: Release files already parsed by this process, by path and key: (mtime_ns, size, parsed). A notebook's
+#: publisher consults the release before every table it publishes; the files it reads rarely change under it.
+_CACHE: dict[tuple[Path, tuple], tuple[int, int, object]] = {}
+
+
+def _cached(path: Path, parse: Callable[[str], object], key: tuple = ()):
+    """``parse(text of path)``, reused while the file's modification time and size are unchanged (``key``
+    distinguishes parses of one file that depend on more than its text, e.g. its index entry)."""
     st = path.stat()
-    hit = _CACHE.get(path)
+    hit = _CACHE.get((path, key))
     if hit is None or hit[:2] != (st.st_mtime_ns, st.st_size):
-        hit = _CACHE[path] = (st.st_mtime_ns, st.st_size, parse(path.read_text(encoding="utf-8")))
+        hit = _CACHE[(path, key)] = (st.st_mtime_ns, st.st_size, parse(path.read_text(encoding="utf-8")))
     return hit[2]
 
 

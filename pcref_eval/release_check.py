@@ -435,17 +435,16 @@ class _Scanner:
         self.check_text(rel, "\n".join(texts), what="text element")
 
     def scan_docx(self, path: Path, rel: str) -> None:
-        import docx
-        doc = docx.Document(str(path))
-        for t_index, table in enumerate(doc.tables, 1):
-            cells = [[c.text for c in row.cells] for row in table.rows]
+        from pcref_eval.docx_text import read_docx
+        doc = read_docx(path)
+        for t_index, cells in enumerate(doc.tables, 1):
             if not cells:
                 continue
             if tuple(normalise_header(h) for h in cells[0]) in self.midpoint6_headers:
                 self.check_midpoint6(rel, f"table {t_index}, ", cells[0], cells[1:])
             else:
                 self.check_table(rel, f"table {t_index}, ", cells[0], cells[1:], None)
-        text = "\n".join(p.text for p in doc.paragraphs)
+        text = "\n".join([*doc.paragraphs, *(p for _, ps in doc.headers_footers for p in ps)])
         self.check_text(rel, text, what="paragraph")
 
     def scan_pdf(self, path: Path, rel: str) -> None:

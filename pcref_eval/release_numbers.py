@@ -408,23 +408,15 @@ def html_texts(text: str) -> list[tuple[str, str]]:
 
 
 def docx_texts(path: Path) -> list[tuple[str, str]]:
-    """Paragraphs, table cells, headers and footers of a Word document."""
-    import docx
-    doc = docx.Document(str(path))
-    out = [(f"paragraph {i}", p.text) for i, p in enumerate(doc.paragraphs, 1) if p.text.strip()]
-    for t, table in enumerate(doc.tables, 1):
-        for r, row in enumerate(table.rows, 1):
-            seen = set()
-            for j, cell in enumerate(row.cells, 1):
-                if id(cell._tc) in seen or not cell.text.strip():
-                    continue
-                seen.add(id(cell._tc))
-                out.append((f"table {t}, row {r}, cell {j}", cell.text))
-    for s, section in enumerate(doc.sections, 1):
-        for part, name in ((section.header, "header"), (section.footer, "footer")):
-            for p in part.paragraphs:
-                if p.text.strip():
-                    out.append((f"section {s} {name}", p.text))
+    """Paragraphs, table cells, headers and footers of a Word document (:func:`pcref_eval.docx_text.read_docx`)."""
+    from pcref_eval.docx_text import read_docx
+    doc = read_docx(path)
+    out = [(f"paragraph {i}", p) for i, p in enumerate(doc.paragraphs, 1) if p.strip()]
+    for t, rows in enumerate(doc.tables, 1):
+        out += [(f"table {t}, row {r}, cell {j}", c) for r, row in enumerate(rows, 1)
+                for j, c in enumerate(row, 1) if c.strip()]
+    for name, paragraphs in doc.headers_footers:
+        out += [(name, p) for p in paragraphs if p.strip()]
     return out
 
 

@@ -124,6 +124,25 @@ def test_docx_with_an_exact_count_is_refused(tmp_path):
     assert "Detentions of White British people: [476]" in v[0].detail
 
 
+def test_docx_footer_and_merged_table_cell_with_exact_counts_are_refused(tmp_path):
+    release = _release(tmp_path)
+    d = docx.Document()
+    d.add_paragraph("Summary of 2024/25, Table 1.")
+    table = d.add_table(rows=2, cols=3)
+    table.rows[0].cells[0].text, table.rows[0].cells[2].text = "group", "people"
+    table.rows[1].cells[0].text, table.rows[1].cells[2].text = "White British", "4,613"
+    table.cell(0, 0).merge(table.cell(0, 1))
+    table.cell(1, 0).merge(table.cell(1, 1))
+    d.add_section()
+    d.sections[1].footer.is_linked_to_previous = False
+    d.sections[1].footer.paragraphs[0].text = "Detentions of White British people: 476"
+    d.save(release / "report.docx")
+    v = _check(tmp_path)
+    assert sorted((x.file, x.kind) for x in v) == [("report.docx", "unexplained_number")] * 2, v
+    assert any("[476]" in x.detail and "footer" in x.where for x in v)
+    assert any("4,613" in x.detail or "4613" in x.detail for x in v)
+
+
 def test_pdf_with_an_exact_count_is_refused(tmp_path):
     require_poppler("pdftotext")
     import matplotlib.pyplot as plt
