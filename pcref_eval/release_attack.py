@@ -52,12 +52,12 @@ class ReleasedCsv:
     raw: pd.DataFrame
     kind: str = "table"  # or "km_table": Kaplan-Meier table, cumulative counts midpoint-rounded
     values: pd.DataFrame = field(init=False)
+    row_keys: dict = field(init=False, default_factory=dict, repr=False, compare=False)  # see _row_keys
 
     def __post_init__(self):
         kinds = self.entry.get("columns") or {}
         self.values = pd.DataFrame({c: (self.raw[c] if kinds.get(c) == "labels" or c == "group" else
-                                        pd.to_numeric(self.raw[c].str.replace(",", ""), errors="coerce"))
-                                    for c in self.raw.columns}, index=self.raw.index)
+                                        _numeric(self.raw[c])) for c in self.raw.columns}, index=self.raw.index)
 
     @property
     def counts(self) -> list[str]:
@@ -65,6 +65,13 @@ class ReleasedCsv:
 
     def redacted(self, col: str) -> np.ndarray:
         return (self.raw[col] == REDACTED).to_numpy()
+
+
+def _numeric(cells: pd.Series) -> pd.Series:
+    """Released cells as numbers (thousands separators dropped; text as NaN)."""
+    if any(isinstance(c, str) and "," in c for c in cells.tolist()):
+        cells = cells.str.replace(",", "")
+    return pd.to_numeric(cells, errors="coerce")
 
 
 @dataclass(frozen=True)
@@ -100,11 +107,14 @@ def load_release(release: Path, kinds: tuple[str, ...] = ("table",), prefix: str
                 continue
             for f in e.get("files", []):
                 path = release / f
-                if path.suffix != ".csv" or not path.exists():
+                if path.suffix != ".csv" or not (cache or path.exists()):  # a cached read stats the file anyway
                     continue
                 build = lambda text, f=f, e=e: _released_csv(text, str(f), owner, e)  # noqa: E731
-                table = (_cached(path, build, key=(owner, json.dumps(e, sort_keys=True, default=str))) if cache
-                         else build(path.read_text(encoding="utf-8")))
+                try:
+                    table = (_cached(path, build, key=(owner, json.dumps(e, sort_keys=True, default=str))) if cache
+                             else build(path.read_text(encoding="utf-8")))
+                except FileNotFoundError:  # listed in the index, not (or no longer) written
+                    continue
                 if table is not None:
                     tables.append(table)
     return tables
@@ -196,7 +206,13 @@ def _label_cols(t: ReleasedCsv) -> list[str]:
 
 
 def _row_keys(t: ReleasedCsv, labels: list[str]) -> list[str]:
-    return t.raw[labels].agg("\x1f".join, axis=1).tolist() if labels else [""] * len(t.raw)
+    """Each row's label values joined (remembered on the table: a publisher's cached tables are related
+    again before every table it publishes)."""
+    key = tuple(labels)
+    if key not in t.row_keys:
+        t.row_keys[key] = (["\x1f".join(r) for r in zip(*(t.raw[c].tolist() for c in labels))] if labels
+                           else [""] * len(t.raw))
+    return t.row_keys[key]
 
 
 def _within_table(t: ReleasedCsv) -> list[Relation]:

@@ -126,26 +126,24 @@ class ReleasedValues:
 
     @classmethod
     def from_release(cls, release: Path, config_values: set[float] | None = None,
-                     prefixes: set[str] | None = None) -> "ReleasedValues":
-        """Values of every released table (or only those of ``prefixes``: see :func:`document_scope`)."""
-        vals: list[float] = []
+                     prefixes: set[str] | None = None, cells: dict | None = None) -> "ReleasedValues":
+        """Values of every released table (or only those of ``prefixes``: see :func:`document_scope`).
+
+        ``cells``: a dict shared between calls on one release, keeping each table's parsed numbers (the
+        documents of a 50-site release have 51 scopes that share the cross-site tables)."""
+        cells = {} if cells is None else cells
+        vals: list[np.ndarray] = []
         ints: set[float] = set()
         known = release_prefixes(release)
         for path in sorted((release / "tables").glob("*.csv")) if (release / "tables").is_dir() else []:
             if prefixes is not None and table_prefix(path.stem, known) not in prefixes:
                 continue
-            try:
-                rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
-            except (OSError, UnicodeDecodeError):
-                continue
-            for row in rows[1:]:
-                for cell in row:
-                    v = _as_float(cell)
-                    if v is not None:
-                        vals.append(abs(v))
-                        if re.fullmatch(r"-?\d+", cell.strip().replace(",", "")):
-                            ints.add(abs(v))
-        return cls(np.asarray(vals, dtype=float), set(config_values or ()), ints)
+            if path not in cells:
+                cells[path] = _table_numbers(path)
+            table_vals, table_ints = cells[path]
+            vals.append(table_vals)
+            ints |= table_ints
+        return cls(np.concatenate(vals) if vals else np.zeros(0), set(config_values or ()), ints)
 
     def __post_init__(self):
         v = np.abs(np.asarray(self.values, dtype=float))
@@ -168,6 +166,24 @@ class ReleasedValues:
             return False
         i = int(np.searchsorted(self.values, x - tol, side="left"))
         return i < len(self.values) and self.values[i] <= x + tol
+
+
+def _table_numbers(path: Path) -> tuple[np.ndarray, set[float]]:
+    """A released CSV's numeric cells (absolute values) and those written as whole numbers."""
+    vals: list[float] = []
+    ints: set[float] = set()
+    try:
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    except (OSError, UnicodeDecodeError):
+        return np.zeros(0), ints
+    for row in rows[1:]:
+        for cell in row:
+            v = _as_float(cell)
+            if v is not None:
+                vals.append(abs(v))
+                if re.fullmatch(r"-?\d+", cell.strip().replace(",", "")):
+                    ints.add(abs(v))
+    return np.asarray(vals, dtype=float), ints
 
 
 def release_prefixes(release: Path) -> list[str]:
@@ -462,12 +478,13 @@ def document_number_violations(release: Path, add, rounding: int, threshold: int
     scan = scan or NumberScan()
     prefixes = release_prefixes(release)
     scopes: dict = {}
+    cells: dict = {}
 
     def known_for(rel: str) -> ReleasedValues:
         scope = document_scope(rel, prefixes)
         key = None if scope is None else frozenset(scope)
         if key not in scopes:
-            scopes[key] = ReleasedValues.from_release(release, config_vals, scope)
+            scopes[key] = ReleasedValues.from_release(release, config_vals, scope, cells)
         return scopes[key]
     pdf_missing = False
     for path in sorted(p for p in release.rglob("*") if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES):

@@ -10,6 +10,7 @@ Every scenario keeps the PCREF effect's median at 0.70 and changes what else mov
 | ``heterogeneous_ramp`` | the default model: path, shock, site drifts, effects differing by site and building up over 12 months |
 | ``differential_recording`` | the default model with ethnicity recording improving 10 points a year faster after go-live |
 | ``few_sites`` | the default model with three sites: two pilots and one comparison site never live in the window |
+| ``all_live`` | the default model with every site live by the end of the window (no never-live comparison): the event study's comparison is the last cohort to go live, before its go-live |
 """
 
 from __future__ import annotations
@@ -57,5 +58,7 @@ def scenarios() -> dict[str, Scenario]:
                  "faster after go-live", replace(default, recording_gain_after_go_live_per_year=0.10)),
         Scenario("few_sites", "default model, three sites (two pilots, one never live in the window)", default,
                  site_indices=(0, 1, 5)),
+        Scenario("all_live", "default model, five sites all live in the window (four pilots and the national "
+                 "mandate; no never-live comparison)", default, site_indices=(0, 1, 2, 3, 4)),
     ]
     return {s.name: s for s in items}

@@ -143,6 +143,17 @@ def test_docx_footer_and_merged_table_cell_with_exact_counts_are_refused(tmp_pat
     assert any("4,613" in x.detail or "4613" in x.detail for x in v)
 
 
+def test_release_checked_in_two_processes_gives_the_same_violations_in_the_same_order(tmp_path):
+    """A large release's figures and documents are read in a second process; the result must not change."""
+    release = _release(tmp_path)
+    _svg(release / "figures" / "site_a_people", ["n = 4,613", "HR 2.41"])
+    (release / "report.md").write_text("Of 4,613 people, 475 were detained; 3 people moved away.\n")
+    (release / "tables" / "extra.csv").write_text("group,people\nWhite British,3\n")
+    serial = check_release(tmp_path, ids=IdSet(), parallel=False)
+    assert {v.kind for v in serial} >= {"unexplained_number", "small_count"}
+    assert check_release(tmp_path, ids=IdSet(), parallel=True) == serial
+
+
 def test_pdf_with_an_exact_count_is_refused(tmp_path):
     require_poppler("pdftotext")
     import matplotlib.pyplot as plt

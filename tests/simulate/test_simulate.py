@@ -33,13 +33,15 @@ def test_performance_measures_by_construction():
 def test_scenarios_have_the_named_features():
     sc = scenarios()
     assert list(sc) == ["no_trend", "national_trend", "shock", "heterogeneous_ramp", "differential_recording",
-                        "few_sites"]
+                        "few_sites", "all_live"]
     assert sc["no_trend"].model.national_gap_strength == 0 and sc["no_trend"].model.implementation_ramp_months == 0
     assert sc["national_trend"].model.national_trend_per_year == pytest.approx(0.92)
     assert sc["heterogeneous_ramp"].model.implementation_ramp_months == 12
     few = sc["few_sites"].sites(10_000)
     assert len(few) == 3 and sum(s.people for s in few) == pytest.approx(10_000, abs=2)
     assert any(s.role == "comparison" for s in few)
+    all_live = sc["all_live"].sites(10_000)  # every site live before the extract: no never-live comparison
+    assert len(all_live) == 5 and all(s.pcref_go_live < sc["all_live"].model.window_end for s in all_live)
 
 
 def test_unknown_scenario_exits_2(capsys):
