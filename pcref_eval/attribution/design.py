@@ -136,3 +136,16 @@ def control_quarters(design: StaggeredDesign, sites: list[str]) -> np.ndarray:
     for s in sites:
         live_all &= first_month >= design.go_live_month(s)
     return np.flatnonzero(~live_all)
+
+
+def comparison_event_months(design: StaggeredDesign, sites: list[str]) -> dict[str, int]:
+    """Per site live in the window, the first event month (months since its go-live) with no comparison left:
+    the start of the first quarter in which every site is live (the estimators censor there), else the end.
+
+    With a never-live site every quarter has a comparison and the limit is past the last month."""
+    keep = control_quarters(design, sites)
+    n_q = int(design.quarter_of_month(np.array([design.n_months - 1]))[0]) + 1
+    dropped = sorted(set(range(n_q)) - set(keep.tolist()))
+    end_month = 3 * dropped[0] if dropped else design.n_months
+    return {s: end_month - design.go_live_month(s) for s in sites if design.go_live_month(s) != NEVER}
+

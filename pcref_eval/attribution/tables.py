@@ -173,13 +173,14 @@ def design_text(att) -> str:
         "time in sites that were **not yet live**, which show what happened to the gap without PCREF in the same "
         f"calendar quarter. {len(live)} site(s) go live within the window ({len(cohorts)} adoption month(s): "
         f"{', '.join(cohorts) or 'none'}); {len(never)} site(s) are never live within it "
-        f"({', '.join(never) or 'none'}); before its go-live every site is itself a comparison site.\n\n"
+        f"({', '.join(never) or 'none'}); before its go-live every site is itself a comparison site."
+        f"{_no_comparison_text(att)}\n\n"
         "**Main estimate.** A Cox model of time to first detention on calendar time, with a separate baseline "
         "hazard for every site (so anything that changes every group's detention at a site on a given day is "
         "absorbed), each site's own focus/reference hazard ratio, one focus/reference term per calendar quarter "
-        "(the national path, estimated from the sites not yet live) and one PCREF term per adoption month and year "
-        "since go-live, averaged with weights equal to the focus groups' time at risk (a triple difference in "
-        "hazards). Adjusted for age, sex and deprivation.\n\n"
+        "(the national path, estimated from the sites not yet live) and one PCREF term per adoption month and "
+        "period since go-live (each quarter of the first year, then each year), averaged with weights equal to "
+        "the focus groups' time at risk (a triple difference in hazards). Adjusted for age, sex and deprivation.\n\n"
         "**Assumptions.** (1) Parallel trends: without PCREF, each site's focus/reference gap would have moved "
         "like the not-yet-live sites' gap, quarter by quarter; (2) no anticipation: nothing changed the gap "
         "before go-live; (3) proportional hazards within a quarter. The event study below tests (1)-(2) before "
@@ -187,6 +188,17 @@ def design_text(att) -> str:
         "**The naive comparison** (each site after vs before its own go-live, no comparison sites) is shown "
         "beside the main estimate: where the two differ, the naive one has absorbed calendar-time change."
     )
+
+
+def _no_comparison_text(att) -> str:
+    """The sentence saying from when every site is live, so nothing after it is compared (empty otherwise)."""
+    dropped = list(getattr(att.cox, "dropped_quarters", None) or [])
+    if not dropped:
+        return ""
+    first = pd.Period(dropped[0], freq="M").strftime("%B %Y")
+    return (f" From {first} every site is live, so no site shows the gap without PCREF: follow-up from then on "
+            "is not used, and the effect below is PCREF's effect in the months before it (at each site, the "
+            "months between its own go-live and then).")
 
 
 def pretrend_text(es, what: str = "first detention") -> str:

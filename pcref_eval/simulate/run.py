@@ -53,7 +53,7 @@ def _estimable(es):
 def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
     """Simulate one replicate of a scenario and return every estimator's log estimate, SE and the truth."""
     from pcref_eval.attribution.calendar_cox import calendar_time_cox
-    from pcref_eval.attribution.design import analysis_cohort, cells, design_from_sites
+    from pcref_eval.attribution.design import analysis_cohort, cells, comparison_event_months, design_from_sites
     from pcref_eval.attribution.event_study import event_study
     from pcref_eval.attribution.naive import naive_before_after
     from pcref_eval.cohort import build_cohort
@@ -82,10 +82,12 @@ def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
             true_eff[spec.site_id] = {int(k): v for k, v in summary["pcref"]["effect_by_event_month"].items()}
             true_w[spec.site_id] = {int(k): v for k, v in summary["pcref"]["focus_person_days_by_event_month"].items()}
     cohort = pd.concat(cohorts, ignore_index=True)
-    truth = average_effect_on_treated(true_eff, true_w)
     design = design_from_sites(go_live, model.window_start, model.extract_date)
+    # the estimand: months with a comparison (once every site is live the estimators stop; all_live)
+    truth = average_effect_on_treated(true_eff, true_w, comparison_event_months(design, list(go_live)))
     ac = analysis_cohort(cohort, "White British", model.window_start)
-    out = {"scenario": scenario_name, "rep": rep, "people": people, "truth": truth, "log_truth": float(np.log(truth))}
+    out = {"scenario": scenario_name, "rep": rep, "people": people, "truth": truth, "log_truth": float(np.log(truth)),
+           "truth_whole_window": average_effect_on_treated(true_eff, true_w)}
     fits = {
         "calendar_cox": lambda: calendar_time_cox(ac, design).effect,
         "calendar_cox_year0": lambda: calendar_time_cox(ac, design, first_year_months=12).effect,

@@ -164,13 +164,18 @@ def focus_person_days_by_event_month(calendar: SiteCalendar, entry_day: np.ndarr
     return {int(k): float(v) for k, v in enumerate(w) if v > 0}
 
 
-def average_effect_on_treated(effects: dict[str, dict[int, float]], weights: dict[str, dict[int, float]]) -> float:
-    """exp of the weighted mean log effect over sites x event months (weights: focus person-days at risk)."""
+def average_effect_on_treated(effects: dict[str, dict[int, float]], weights: dict[str, dict[int, float]],
+                              before_event_month: dict[str, int] | None = None) -> float:
+    """exp of the weighted mean log effect over sites x event months (weights: focus person-days at risk).
+
+    ``before_event_month``: per site, only event months below it count (the months an estimator can
+    compare with a site not yet live; see :func:`pcref_eval.attribution.design.comparison_event_months`)."""
     num = den = 0.0
     for site, w in weights.items():
+        limit = None if before_event_month is None else before_event_month.get(site)
         for e, v in w.items():
             eff = effects[site].get(e)
-            if eff is not None and v > 0:
+            if eff is not None and v > 0 and (limit is None or e < limit):
                 num += v * np.log(eff)
                 den += v
     return float(np.exp(num / den)) if den > 0 else float("nan")

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from pcref_eval.attribution.calendar_cox import split_rows
-from pcref_eval.attribution.design import NEVER, analysis_cohort, cells, control_quarters, design_from_sites
+from pcref_eval.attribution.design import (NEVER, analysis_cohort, cells, comparison_event_months, control_quarters,
+                                          design_from_sites)
+from pcref_eval.synth.calendar import average_effect_on_treated
 
 START, END = date(2021, 4, 1), date(2025, 4, 30)
 
@@ -36,6 +38,24 @@ def test_go_live_months_and_never_live_site(design):
 def test_control_quarters_stop_when_every_site_is_live(design):
     q = control_quarters(design, ["site_a", "site_b"])  # both live from 2023-04 (quarter 8)
     assert q.max() == 7
+
+
+def test_comparison_event_months_end_where_every_site_is_live(design):
+    """With a never-live site every month is compared; without one, months stop at the last go-live."""
+    with_never = comparison_event_months(design, ["site_a", "site_e", "site_f"])
+    assert with_never == {"site_a": design.n_months - 18, "site_e": design.n_months - 36}  # site_f never live
+    all_live = comparison_event_months(design, ["site_a", "site_b", "site_e"])
+    assert all_live == {"site_a": 36 - 18, "site_b": 36 - 24, "site_e": 0}  # every site live from 2024-04
+
+
+def test_truth_over_the_compared_months_only():
+    """exp of the person-day weighted mean log effect, event months at or past each site's limit left out."""
+    effects = {"a": {0: 0.9, 1: 0.8, 2: 0.5}, "b": {0: 0.7, 1: 0.6}}
+    weights = {"a": {0: 10.0, 1: 30.0, 2: 60.0}, "b": {0: 20.0, 1: 40.0}}
+    full = np.exp((10 * np.log(0.9) + 30 * np.log(0.8) + 60 * np.log(0.5) + 20 * np.log(0.7) + 40 * np.log(0.6)) / 160)
+    assert average_effect_on_treated(effects, weights) == pytest.approx(full, rel=1e-12)
+    compared = np.exp((10 * np.log(0.9) + 30 * np.log(0.8) + 20 * np.log(0.7)) / 60)
+    assert average_effect_on_treated(effects, weights, {"a": 2, "b": 1}) == pytest.approx(compared, rel=1e-12)
 
 
 def test_split_rows_conserve_person_time_and_events(ac, design):

@@ -51,3 +51,15 @@ def test_released_through_the_publisher_with_rounded_counts(att, tmp_path):
     assert "not yet live" in design_text(att) and "site_f" in design_text(att)
     assert "Pre-trend check" in pretrend_text(att.event_study)
     assert np.isfinite(att.event_study.pretrend_p)
+    assert "every site is live" not in design_text(att)  # site_f is never live: every quarter has a comparison
+
+
+def test_design_text_says_when_every_site_is_live_and_quotes_no_unreleased_number(att):
+    from dataclasses import replace
+
+    from pcref_eval.release_numbers import ReleasedValues, unexplained_numbers
+    all_live = replace(att, cox=replace(att.cox, dropped_quarters=["2024-04", "2024-07"]))
+    text = design_text(all_live)
+    assert "From April 2024 every site is live" in text
+    sentence = text[text.index("From April 2024"):text.index("**Main estimate")]
+    assert unexplained_numbers(sentence, ReleasedValues(np.zeros(0)), 5, 7)[1:] == ([], [])
