@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -351,12 +352,18 @@ def write_pdf(html_path: Path, engine: str) -> tuple[Path, int]:
 
 def build_board_packs(release: Path, sites: list[dict], reference: str, run_id: str, *, synthetic: bool = False,
                       policy_text: str = "", formats=("html", "pdf"), pdf_engine: str = "weasyprint",
-                      previous_run: Path | None = None) -> BoardPackResult:
+                      previous_run: Path | None = None, printer: Executor | None = None) -> BoardPackResult:
     """Write every analysed site's board pack and the cross-site summary into ``release/board/``.
 
     ``sites``: dicts with ``id``, ``name``, ``go_live`` (as the report's context holds them).
     ``previous_run``: the previous run's folder (from the run registry) for "what changed".
+    ``printer``: an executor that prints the PDFs (Chromium runs as its own process, so a thread pool
+    prints while this process goes on); the PDFs are all written when this returns either way.
     """
+    if printer is None:
+        with ThreadPoolExecutor(max_workers=1) as own:
+            return build_board_packs(release, sites, reference, run_id, synthetic=synthetic, policy_text=policy_text,
+                                     formats=formats, pdf_engine=pdf_engine, previous_run=previous_run, printer=own)
     out_dir = release / BOARD_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     boards = []
@@ -370,18 +377,21 @@ def build_board_packs(release: Path, sites: list[dict], reference: str, run_id: 
         html_path = out_dir / f"{s['id']}.html"
         html_path.write_text(site_pack_html(board, run_id, synthetic, policy_text), encoding="utf-8")
         result.sites[s["id"]] = {"html": html_path}
+    printing = {}
     if "pdf" in formats:
-        for key, paths in result.sites.items():
-            paths["pdf"], result.pages[key] = write_pdf(paths["html"], pdf_engine)
+        printing = {key: printer.submit(write_pdf, paths["html"], pdf_engine) for key, paths in result.sites.items()}
     if boards:
         cross = D.load_cross_site(release, boards)
         html_path = out_dir / f"{CROSS_SITE_STEM}.html"
         result.cross_site["html"] = html_path
         if "pdf" in formats:
-            result.cross_site["pdf"], result.pages[CROSS_SITE_STEM] = write_cross_site_on_one_page(
-                cross, html_path, run_id, synthetic, pdf_engine)
+            printing[CROSS_SITE_STEM] = printer.submit(write_cross_site_on_one_page, cross, html_path, run_id,
+                                                       synthetic, pdf_engine)
         else:
             html_path.write_text(cross_site_html(cross, run_id, synthetic), encoding="utf-8")
+    for key, job in printing.items():
+        pdf, result.pages[key] = job.result()
+        (result.cross_site if key == CROSS_SITE_STEM else result.sites[key])["pdf"] = pdf
     return result
 
 

@@ -126,14 +126,19 @@ def _gap_rows(path: Path) -> tuple[Interval | None, Interval | None, Interval | 
     return tuple(out)
 
 
+def has_site_board(release: Path, site_id: str) -> bool:
+    """Whether the site released a board summary (so it gets a board pack)."""
+    return (release / "tables" / f"{site_id}_board_summary.csv").exists()
+
+
 def load_site_board(release: Path, site_id: str, name: str, go_live, reference: str) -> SiteBoard | None:
     """The board of one site from its released tables; None when the site released no board summary."""
     from pcref_eval.measures.compute import COMBINED_FOCUS
 
+    if not has_site_board(release, site_id):
+        return None
     tables = release / "tables"
     summary_path = tables / f"{site_id}_board_summary.csv"
-    if not summary_path.exists():
-        return None
     summary = read_released(summary_path)
     ids: dict[str, str] = {}
     by_group = tables / f"{site_id}_board_by_group.csv"

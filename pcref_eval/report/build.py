@@ -17,7 +17,7 @@ appendix (provenance).
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 import logging
 import re
 from dataclasses import dataclass, field
@@ -815,31 +815,44 @@ def resolve_pdf_engine(engine: str = "auto") -> str:
 
 
 def render_document(nb: nbformat.NotebookNode, ctx: ReportContext, stem: str, formats: list[str],
-                    pdf_engine: str) -> tuple[dict[str, Path], list[R.CatalogueEntry]]:
-    """One document (main report or an appendix) as ``release/<stem>.html|pdf|docx``."""
+                    pdf_engine: str, background: Executor | None = None
+                    ) -> tuple[dict[str, Path | Future], list[R.CatalogueEntry]]:
+    """One document (main report or an appendix) as ``release/<stem>.html|pdf|docx``.
+
+    The HTML is written here; the PDF (Chromium or WeasyPrint) and the DOCX (pandoc) are made by
+    ``background`` (an executor), so the caller can go on while they print: their entries in the
+    returned dict are then futures (see :func:`finish_document`). Without ``background`` the document
+    is finished before this returns.
+    """
+    if background is None:
+        with ThreadPoolExecutor(max_workers=2) as own:
+            made, catalogue = render_document(nb, ctx, stem, formats, pdf_engine, own)
+            return finish_document(made, ctx, stem, formats), catalogue
     html, catalogue = R.finalize_html(R.export_html(nb, ctx.notebooks))
     fetches = R.external_references(html)
     if fetches:
         raise ReportError(f"{stem} HTML would fetch external resources: {fetches[:5]}")
-    outputs: dict[str, Path] = {}
+    outputs: dict[str, Path | Future] = {}
     html_path = ctx.release / f"{stem}.html"
     html_path.write_text(html, encoding="utf-8")
-    if "html" in formats:
-        outputs["html"] = html_path
-    # DOCX (pandoc runs as a separate process) is converted in a thread while the PDF renders.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        docx = pool.submit(R.write_docx, html, ctx.release / f"{stem}.docx") if "docx" in formats else None
-        if "pdf" in formats:
-            pdf = ctx.release / f"{stem}.pdf"
-            if resolve_pdf_engine(pdf_engine) == "chromium":
-                outputs["pdf"] = R.write_pdf_chromium(html_path, pdf)
-            else:
-                outputs["pdf"] = R.write_pdf_weasyprint(html, pdf)
-        if docx is not None:
-            outputs["docx"] = docx.result()
-    if "html" not in formats:
-        html_path.unlink()
+    outputs["html"] = html_path
+    if "pdf" in formats:
+        pdf = ctx.release / f"{stem}.pdf"
+        outputs["pdf"] = (background.submit(R.write_pdf_chromium, html_path, pdf)
+                          if resolve_pdf_engine(pdf_engine) == "chromium"
+                          else background.submit(R.write_pdf_weasyprint, html, pdf))
+    if "docx" in formats:
+        outputs["docx"] = background.submit(R.write_docx, html, ctx.release / f"{stem}.docx")
     return outputs, catalogue
+
+
+def finish_document(made: dict[str, Path | Future], ctx: ReportContext, stem: str, formats: list[str]
+                    ) -> dict[str, Path]:
+    """Wait for a document's PDF and DOCX; remove its HTML when HTML was not asked for (it was printed from)."""
+    outputs = {k: v.result() if isinstance(v, Future) else v for k, v in made.items()}
+    if "html" not in formats:
+        outputs.pop("html").unlink()
+    return outputs
 
 
 def build_report(run_dir: Path, formats: list[str] | tuple[str, ...] = ("html",), site_steps: dict | None = None,
@@ -867,30 +880,45 @@ def build_report(run_dir: Path, formats: list[str] | tuple[str, ...] = ("html",)
     ctx = load_context(run_dir, site_steps)
     ctx.release.mkdir(parents=True, exist_ok=True)
     engine = resolve_pdf_engine(pdf_engine)
-    board_sites = []
-    if board_packs:
-        from pcref_eval.boardpack import build_board_packs
-        from pcref_eval.boardpack.data import previous_run_folder
-        previous = previous_run_folder(registry_url, str(ctx.manifest.get("run_id", run_dir.name)),
-                                       ctx.config.outputs.dir if ctx.config is not None else None)
-        packs = build_board_packs(ctx.release, [s for s in ctx.sites if s["analysed"]], ctx.reference,
-                                  str(ctx.manifest.get("run_id", run_dir.name)), synthetic=ctx.synthetic,
-                                  policy_text=ctx.policy.describe(), pdf_engine=engine,
-                                  formats=("html", "pdf") if "pdf" in formats else ("html",),
-                                  previous_run=previous)
-        board_sites = list(packs.sites)
-        for key, n in packs.pages.items():
-            log.info("board pack %s: %d page(s)", key, n)
+    from pcref_eval.boardpack.data import has_site_board
+    analysed = [s for s in ctx.sites if s["analysed"]]
+    board_sites = [s["id"] for s in analysed if has_site_board(ctx.release, s["id"])] if board_packs else []
     docs = assemble_documents(ctx, strict, formats, board_sites)
     log.info("report: %d code input(s) and %d output(s) left out; %d untagged output(s) kept",
              ctx.stats.code_inputs, ctx.stats.dropped_outputs, ctx.stats.untagged_kept)
-    outputs: dict[str, Path] = {}
     catalogue: list[R.CatalogueEntry] = []
-    for stem, nb in docs.items():
-        made, entries = render_document(nb, ctx, stem, formats, engine)
-        if stem == MAIN:
-            outputs = made
-        catalogue += [R.CatalogueEntry(e.kind, e.number, e.caption if stem == MAIN else
-                                       f"{e.caption} ({DOCUMENT_TITLES[stem]})", e.name, e.anchor) for e in entries]
+    # The documents' PDFs and DOCX are made in the background (Chromium and pandoc run as processes; the
+    # 50-site appendix takes Chromium about a minute) while the board packs are built and printed beside them.
+    # WeasyPrint renders in this process: one document at a time, board packs queued behind the documents.
+    chromium = engine == "chromium"
+    with ThreadPoolExecutor(max_workers=2 if chromium else 1) as background, \
+            ThreadPoolExecutor(max_workers=1) as board_printer:
+        made = {}
+        for stem, nb in docs.items():
+            made[stem], entries = render_document(nb, ctx, stem, formats, engine, background)
+            catalogue += [R.CatalogueEntry(e.kind, e.number, e.caption if stem == MAIN else
+                                           f"{e.caption} ({DOCUMENT_TITLES[stem]})", e.name, e.anchor)
+                          for e in entries]
+        if board_packs:
+            _board_packs(ctx, run_dir, analysed, board_sites, formats, engine, registry_url,
+                         board_printer if chromium else background)
+        outputs = {stem: finish_document(m, ctx, stem, formats) for stem, m in made.items()}
     write_catalogue(ctx.release, catalogue)
-    return outputs
+    return outputs.get(MAIN, {})
+
+
+def _board_packs(ctx: ReportContext, run_dir: Path, analysed: list[dict], board_sites: list[str], formats: list[str],
+                 engine: str, registry_url: str | None, printer: Executor) -> None:
+    """Build and print the board packs (the documents link to ``board_sites``' packs: the same sites)."""
+    from pcref_eval.boardpack import build_board_packs
+    from pcref_eval.boardpack.data import previous_run_folder
+    run_id = str(ctx.manifest.get("run_id", run_dir.name))
+    previous = previous_run_folder(registry_url, run_id, ctx.config.outputs.dir if ctx.config is not None else None)
+    packs = build_board_packs(ctx.release, analysed, ctx.reference, run_id, synthetic=ctx.synthetic,
+                              policy_text=ctx.policy.describe(), pdf_engine=engine,
+                              formats=("html", "pdf") if "pdf" in formats else ("html",),
+                              previous_run=previous, printer=printer)
+    if sorted(packs.sites) != sorted(board_sites):
+        raise ReportError(f"board packs were built for {sorted(packs.sites)}, the report links {sorted(board_sites)}")
+    for key, n in packs.pages.items():
+        log.info("board pack %s: %d page(s)", key, n)

@@ -78,7 +78,7 @@ def _run_pool(jobs, cwd, workers, log, what) -> dict:
     from pcref_eval.runner.pipeline import StepResult, execute_job
     log(f"running {_count(jobs, what)} in a pool of {workers} process(es)")
     results = {}
-    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
         futures = {pool.submit(execute_job, job, cwd): name for name, job in jobs.items()}
         for fut in as_completed(futures):
             name = futures[fut]
@@ -90,7 +90,7 @@ def _run_pool(jobs, cwd, workers, log, what) -> dict:
     return results
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Pool worker initializer: on Linux, get SIGTERM when the run's process dies (even by SIGKILL)."""
     if sys.platform.startswith("linux"):
         try:

@@ -140,7 +140,8 @@ def run_study(out: Path, settings: StudySettings, echo=print) -> Path:
             # this process, whose OpenBLAS already sized its thread pool: forked workers oversubscribe the cores)
             for var in BLAS_THREAD_VARS:
                 os.environ.setdefault(var, "1")
-            with ProcessPoolExecutor(max_workers=settings.workers,
+            from pcref_eval.runner.executors import die_with_parent  # killing the study kills its workers
+            with ProcessPoolExecutor(max_workers=settings.workers, initializer=die_with_parent,
                                      mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = [pool.submit(_job, j) for j in jobs]
                 for k, f in enumerate(as_completed(futures), 1):

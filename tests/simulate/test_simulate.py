@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -73,3 +78,42 @@ def test_small_study_runs_resumes_and_writes_docs(tmp_path, capsys):
     assert (docs / "figures" / "simulation-study.png").stat().st_size > 10_000
     perf = performance(load_results(tmp_path / "out" / "replicates.jsonl"))
     assert len(perf) == 8 and (perf["replicates"] == 3).all()  # 2 scenarios x 4 estimators
+
+
+
+def _stat(pid) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first, then the parent id); None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p.name) for p in Path("/proc").glob("[0-9]*") if (f := _stat(p.name)) and int(f[1]) == pid]
+
+
+def _running(pid: int) -> bool:
+    f = _stat(pid)
+    return f is not None and f[0] != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers die with the study via Linux prctl only")
+def test_killing_the_study_kills_its_workers(tmp_path):
+    """A study killed with SIGKILL (no clean-up possible) leaves no worker running on."""
+    cmd = [sys.executable, "-m", "pcref_eval.cli", "simulate", "--out", str(tmp_path), "--replicates", "50",
+           "--people", "20000", "--workers", "2", "--scenarios", "no_trend"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(_children(proc.pid)) < 3 and time.time() < deadline:  # two workers and the resource tracker
+        time.sleep(0.5)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2, "the study did not start its workers"
+    time.sleep(3)  # workers busy with replicates
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while any(_running(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not [w for w in workers if _running(w)], "workers still running after the study was killed"
