@@ -85,6 +85,9 @@ class CalendarCoxResult:
     by_event_year: pd.DataFrame  # event_year, log_estimate, se, focus_days, focus_events
     dropped_quarters: list[str]
     note: str = ""  # why the effect is not estimable ("" when it is)
+    #: the effect with a sandwich variance clustered by site (G / (G - 1) scaled): a check of the model SE, which
+    #: treats people as independent; not the reported interval (docs/simulation-study.md)
+    effect_site_robust: WeightedEffect | None = None
 
 
 def split_rows(ac: pd.DataFrame, design: StaggeredDesign,
@@ -295,7 +298,7 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     for _ in range(MAX_REFITS):
         cd = calendar_cox_data(ac, design, adjust, bins, first_year_months, leave_out=left_out)
         try:
-            model = _fit(cd)
+            model, robust = _fit(cd)
         except ValueError as exc:  # no events left, or Newton met a singular information matrix
             return _not_estimable(cd, f"not estimable: {exc}")
         indicators = [c for c in cd.covariates if c.startswith(("focus:", "pcref["))]
@@ -320,6 +323,9 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
         "focus_events": [int(events[t[6:-1]]) for t in terms],
     })
     effect = weighted_effect(model.coef[terms], model.variance.loc[terms, terms], cells["focus_days"].to_numpy())
+    sites = len(model.strata or [])
+    effect_site_robust = (weighted_effect(model.coef[terms], robust.loc[terms, terms] * sites / (sites - 1),
+                                          cells["focus_days"].to_numpy()) if sites > 1 else None)
     by_year = []
     for year, part in cells.groupby("event_year"):
         w = weighted_effect(model.coef[part["term"]], model.variance.loc[part["term"], part["term"]],
@@ -329,7 +335,7 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     by_year = pd.DataFrame(by_year, columns=["event_year", "log_estimate", "se", "focus_days", "focus_events"])
     note = "" if terms else "not estimable: no PCREF cell with focus-group detentions and a comparison left"
     return CalendarCoxResult(model=model, cells=cells, effect=effect, by_event_year=by_year,
-                             dropped_quarters=cd.dropped_quarters, note=note)
+                             dropped_quarters=cd.dropped_quarters, note=note, effect_site_robust=effect_site_robust)
 
 
 def _not_estimable(cd: CalendarCoxData, note: str) -> CalendarCoxResult:
@@ -342,10 +348,12 @@ def _not_estimable(cd: CalendarCoxData, note: str) -> CalendarCoxResult:
                              dropped_quarters=cd.dropped_quarters, note=note)
 
 
-def _fit(cd: CalendarCoxData) -> CoxResult:
-    """Stratified (by site) Efron Cox fit of the design, which it sorts in place and then drops."""
+def _fit(cd: CalendarCoxData) -> tuple[CoxResult, pd.DataFrame]:
+    """Stratified (by site) Efron Cox fit of the design, which it sorts in place and then drops; with the
+    sandwich variance clustered by site (:meth:`~pcref_eval.survival.cox.CoxResult.robust_variance_by_stratum`)."""
     levels, codes = np.unique(cd.rows["site_id"].to_numpy(), return_inverse=True)
     problem = CoxProblem(cd.X, cd.rows["stop"].to_numpy(float), cd.rows["event"].to_numpy(float), codes,
                          cd.rows["start"].to_numpy(float), "efron", overwrite_X=True)
     cd.X = None  # sorted and centred in place by the problem: no longer the design as built
-    return fit_problem(problem, cd.covariates, strata=list(levels)).without_design()  # kept by callers: ~3 GB
+    model = fit_problem(problem, cd.covariates, strata=list(levels))
+    return model.without_design(), model.robust_variance_by_stratum()  # the model is kept by callers: ~3 GB

@@ -488,6 +488,25 @@ class CoxResult:
             raise ValueError(f"{needed_for} needs the model's design, which this result dropped (without_design)")
         return self.problem, self.derivatives
 
+    def stratum_scores(self) -> np.ndarray:
+        """Each stratum's contribution to the score at the fit, (strata, p): the sum of its Schoenfeld residuals
+        (the sum of its rows' score residuals, as R ``residuals(fit, "score")`` summed within the stratum)."""
+        pr, der = self.design("stratum scores")
+        per_event = pr.schoenfeld_sums(der)
+        n_strata = int(pr.codes.max()) + 1 if pr.n else 0
+        out = np.zeros((n_strata, pr.p))
+        np.add.at(out, pr.event_code, per_event)
+        return out
+
+    def robust_variance_by_stratum(self) -> pd.DataFrame:
+        """Sandwich variance with the strata as clusters: V U'U V, V the model variance and U the strata's score
+        contributions (Lin and Wei 1989). Equals R ``coxph(... + strata(g) + cluster(g))``'s robust variance
+        (no small-sample factor); with G strata, the usual correction is G / (G - 1) and t on G - 1 df."""
+        u = self.stratum_scores()
+        v = self.variance.to_numpy()
+        robust = v @ (u.T @ u) @ v
+        return pd.DataFrame((robust + robust.T) / 2.0, index=self.covariates, columns=self.covariates)
+
     @property
     def coef(self) -> pd.Series:
         return self.table.set_index("term")["coef"]

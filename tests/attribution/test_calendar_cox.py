@@ -78,6 +78,8 @@ def test_demo_main_estimate_covers_the_truth_and_the_naive_one_is_biased(demo):
     assert att.cox.model.converged
     assert att.counts["focus_live"] > 0 and att.counts["focus_not_live"] > 0
     assert set(att.cox.by_event_year["event_year"]) == {0, 1, 2}
+    robust = att.cox.effect_site_robust  # the same estimate; the SE from the six sites' scores (a check)
+    assert robust.log_estimate == att.cox.effect.log_estimate and 0 < robust.se < 1
 
 
 def test_null_effect_static_model_is_not_rejected_more_than_chance(tmp_path):
@@ -121,7 +123,7 @@ def test_quasi_separated_terms_are_left_out_and_the_model_refitted(demo):
     assert hole.sum() > 0
     ac.loc[hole, "event"] = 0
     data = cc.calendar_cox_data(ac, design)
-    diverged_fit = cc._fit(data)
+    diverged_fit, _ = cc._fit(data)
     indicators = [c for c in data.covariates if c.startswith(("focus:", "pcref["))]
     assert diverged_terms(indicators, diverged_fit.coef[indicators],
                           np.diag(diverged_fit.variance.loc[indicators, indicators])) == [
@@ -155,7 +157,7 @@ def test_focus_rows_of_a_quarter_without_focus_events_are_left_out(demo, monkeyp
     monkeypatch.setattr(cc, "_without_eventless_focus", lambda rows, label, design, adjust: (rows, label))
     kept = cc.calendar_cox_data(ac, design)
     assert ((kept.rows["focus"] == 1) & (kept.rows["month"] < 3)).any()
-    diverging = cc._fit(kept)
+    diverging, _ = cc._fit(kept)
     focus_terms = [c for c in kept.covariates if c.startswith("focus:")]
     assert np.abs(diverging.coef[focus_terms]).max() > 20
     np.testing.assert_allclose(r.cells["coef"], diverging.coef[r.cells["term"]], atol=1e-3)

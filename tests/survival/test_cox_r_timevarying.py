@@ -54,3 +54,19 @@ out("coef", coef(fit)); out("se", sqrt(diag(vcov(fit)))); out("loglik", fit$logl
     np.testing.assert_allclose(fit.coef.to_numpy(), r["coef"], rtol=1e-8)
     np.testing.assert_allclose(fit.table["se"].to_numpy(), r["se"], rtol=1e-8)
     np.testing.assert_allclose([fit.log_likelihood_null, fit.log_likelihood], r["loglik"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_robust_variance_with_sites_as_clusters_matches_coxph(tmp_path, ties):
+    """Sandwich variance clustered by the strata (sites) vs R coxph(... + strata(site) + cluster(site))."""
+    d = split_at_go_live(seed=5).assign(site=lambda x: x["site"] + 3 * (x["id"] % 2))  # six sites
+    r = run_r(f"""
+fit <- coxph(Surv(start, stop, event) ~ focus + focus_live + age + strata(site) + cluster(site), data = d,
+             ties = "{ties}")
+out("robust_se", sqrt(diag(vcov(fit)))); out("naive_se", sqrt(diag(fit$naive.var)))
+""", tmp_path, ("survival",), d=d)
+    fit = cox(d, "stop", "event", ["focus", "focus_live", "age"], strata="site", entry_col="start", ties=ties)
+    np.testing.assert_allclose(fit.table["se"].to_numpy(), r["naive_se"], rtol=1e-8)
+    robust = np.sqrt(np.diag(fit.robust_variance_by_stratum().to_numpy()))
+    np.testing.assert_allclose(robust, r["robust_se"], rtol=1e-7)
+    assert fit.stratum_scores().sum(axis=0) == pytest.approx(np.zeros(3), abs=1e-6)  # the fit's score is zero
