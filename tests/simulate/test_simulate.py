@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from pcref_eval.cli import main
-from pcref_eval.simulate import load_results, performance, scenarios
+from pcref_eval.simulate import ESTIMATORS, load_results, performance, scenarios
 from pcref_eval.simulate.summary import Z
 
 
@@ -77,7 +77,7 @@ def test_small_study_runs_resumes_and_writes_docs(tmp_path, capsys):
     assert "| no_trend | Calendar-time Cox" in page
     assert (docs / "figures" / "simulation-study.png").stat().st_size > 10_000
     perf = performance(load_results(tmp_path / "out" / "replicates.jsonl"))
-    assert len(perf) == 8 and (perf["replicates"] == 3).all()  # 2 scenarios x 4 estimators
+    assert len(perf) == 2 * len(ESTIMATORS) == 10 and (perf["replicates"] == 3).all()  # 2 scenarios x 5 estimators
 
 
 
