@@ -255,13 +255,26 @@ def _indicator_columns(rows: pd.DataFrame, label: pd.Series, design: StaggeredDe
     return columns
 
 
+def _site_trend_columns(rows: pd.DataFrame, design: StaggeredDesign) -> list[tuple[str, object]]:
+    """(name, builder) of focus x site linear trends in calendar time (years from the window start, by quarter),
+    one per site but the first (the focus x quarter terms hold the common path)."""
+    focus = rows["focus"].to_numpy() == 1
+    site = rows["site_id"].to_numpy()
+    years = design.quarter_of_month(rows["month"].to_numpy()) / 4.0
+    return [(f"trend:site[{s}]", lambda s=s: np.where(focus & (site == s), years, 0.0))
+            for s in sorted(set(site.tolist()))[1:]]
+
+
 def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = True,
                       bins: int = EVENT_YEAR_BINS, first_year_months: int = FIRST_YEAR_BIN_MONTHS,
-                      leave_out: tuple[str, ...] = ()) -> CalendarCoxData:
+                      leave_out: tuple[str, ...] = (), site_trends: bool = False) -> CalendarCoxData:
     """Split rows and build the model's covariates (focus x site, focus x quarter, PCREF cells, adjustment).
 
     ``leave_out``: 0/1 terms that diverged in an earlier fit (quasi-separation): the rows where they
     are 1 are left out (close to the limit of that fit: module docstring), then empty cells are merged again.
+    ``site_trends``: add a linear trend of each site's focus/reference gap in calendar time (relative to the
+    first site's), so that a site whose gap drifts on its own is not read as PCREF (an option under test in
+    docs/simulation-study.md, not the main estimate).
     """
     starts = event_bin_starts(bins, first_year_months)
     rows = split_rows(ac, design, starts)
@@ -277,6 +290,8 @@ def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
         rows, label = _settled(rows, label, design, adjust)
     cell_names = sorted(c for c in label.unique() if c)
     columns = _indicator_columns(rows, label, design)
+    if site_trends:
+        columns += _site_trend_columns(rows, design)
     if adjust:
         columns += [(name, lambda v=v: v) for name, v in adjustment_covariates(rows).items()]
     X = np.empty((len(rows), len(columns)), order="F")
@@ -291,12 +306,14 @@ def calendar_cox_data(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
 
 def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = True,
                       bins: int = EVENT_YEAR_BINS,
-                      first_year_months: int = FIRST_YEAR_BIN_MONTHS) -> CalendarCoxResult:
-    """Fit the calendar-time Cox model (see module docstring) and aggregate the PCREF effect."""
+                      first_year_months: int = FIRST_YEAR_BIN_MONTHS, site_trends: bool = False) -> CalendarCoxResult:
+    """Fit the calendar-time Cox model (see module docstring) and aggregate the PCREF effect
+    (``site_trends``: see :func:`calendar_cox_data`)."""
     starts = event_bin_starts(bins, first_year_months)
     left_out: tuple[str, ...] = ()
     for _ in range(MAX_REFITS):
-        cd = calendar_cox_data(ac, design, adjust, bins, first_year_months, leave_out=left_out)
+        cd = calendar_cox_data(ac, design, adjust, bins, first_year_months, leave_out=left_out,
+                               site_trends=site_trends)
         try:
             model, robust = _fit(cd)
         except ValueError as exc:  # no events left, or Newton met a singular information matrix

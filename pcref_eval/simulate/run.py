@@ -27,6 +27,7 @@ ESTIMATORS = {
     "event_study": "Event study, interaction-weighted rate ratio (comparison sites)",
     "naive": "Naive before/after (own go-live only)",
     "calendar_cox_site_robust": "Calendar-time Cox, SE clustered by site (a check, not the reported interval)",
+    "calendar_cox_site_trends": "Calendar-time Cox with a linear trend of each site's gap (an option under test)",
 }
 TABLES_NEEDED = ("people", "referrals", "mha_episodes")
 RESULTS = "replicates.jsonl"
@@ -101,6 +102,7 @@ def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
         "event_study": lambda: _estimable(event_study(cells(ac, design), design, pretrend_by_cohort=False)).effect,
         "naive": lambda: naive_before_after(cohort, go_live, "White British"),
         "calendar_cox_site_robust": lambda: main_fit().effect_site_robust,  # the same fit, SE clustered by site
+        "calendar_cox_site_trends": lambda: calendar_time_cox(ac, design, site_trends=True).effect,
     }
     for name, fit in fits.items():
         try:

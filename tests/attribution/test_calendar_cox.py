@@ -161,3 +161,26 @@ def test_focus_rows_of_a_quarter_without_focus_events_are_left_out(demo, monkeyp
     focus_terms = [c for c in kept.covariates if c.startswith("focus:")]
     assert np.abs(diverging.coef[focus_terms]).max() > 20
     np.testing.assert_allclose(r.cells["coef"], diverging.coef[r.cells["term"]], atol=1e-3)
+
+
+def test_site_trends_option_adds_one_linear_trend_per_site_but_the_first(demo):
+    """focus x site linear trends in calendar years (by quarter), zero on reference rows and other sites."""
+    from pcref_eval.attribution import calendar_cox as cc
+
+    cohort, go_live, _ = demo
+    keep = ["site_a", "site_c", "site_f"]
+    part = cohort[cohort["site_id"].isin(keep)].sample(frac=0.3, random_state=2)
+    design = design_from_sites({s: go_live[s] for s in keep}, START, END)
+    ac = analysis_cohort(part, "White British", START)
+    plain = cc.calendar_cox_data(ac, design)
+    trended = cc.calendar_cox_data(ac, design, site_trends=True)
+    trends = [c for c in trended.covariates if c.startswith("trend:")]
+    assert trends == ["trend:site[site_c]", "trend:site[site_f]"]  # the first site's trend is the reference
+    assert set(trended.covariates) - set(plain.covariates) == set(trends)
+    rows = trended.rows
+    col = trended.X[:, trended.covariates.index("trend:site[site_c]")]
+    own = (rows["site_id"] == "site_c").to_numpy() & (rows["focus"] == 1).to_numpy()
+    np.testing.assert_array_equal(col[~own], 0.0)
+    np.testing.assert_allclose(col[own], (rows["month"].to_numpy()[own] // 3) / 4.0)
+    r = calendar_time_cox(ac, design, site_trends=True)
+    assert np.isfinite(r.effect.log_estimate) and r.effect.se > calendar_time_cox(ac, design).effect.se

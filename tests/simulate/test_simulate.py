@@ -77,7 +77,7 @@ def test_small_study_runs_resumes_and_writes_docs(tmp_path, capsys):
     assert "| no_trend | Calendar-time Cox" in page
     assert (docs / "figures" / "simulation-study.png").stat().st_size > 10_000
     perf = performance(load_results(tmp_path / "out" / "replicates.jsonl"))
-    assert len(perf) == 2 * len(ESTIMATORS) == 10 and (perf["replicates"] == 3).all()  # 2 scenarios x 5 estimators
+    assert len(perf) == 2 * len(ESTIMATORS) and (perf["replicates"] == 3).all()  # 2 scenarios x every estimator
 
 
 
