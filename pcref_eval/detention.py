@@ -27,7 +27,7 @@ from pcref_eval.estimability import eventless_levels
 from pcref_eval.publish import Aggregate
 from pcref_eval.survival.competing import cumulative_incidence
 from pcref_eval.survival.cox import cox, treatment_dummies
-from pcref_eval.survival.gap import gap_change
+from pcref_eval.survival.gap import gap_change, imd_mode
 from pcref_eval.survival.km import kaplan_meier
 from pcref_eval.survival.logrank import logrank
 from pcref_eval.survival.ph import schoenfeld_test
@@ -216,9 +216,8 @@ def _focus_gap_estimates(df: pd.DataFrame, reference: str, detentions: list[int]
     detention before or after go-live (the ratio would be 0 or infinite), or a singular fit."""
     quantities = ["hr_pre", "hr_post", "ratio_post_pre"]
     if min(detentions) > 0:
-        imd_mode = int(pd.to_numeric(df["imd_decile"], errors="coerce").mode().iloc[0])
         try:
-            result = gap_change(df, reference=reference, imd_reference=imd_mode)
+            result = gap_change(df, reference=reference, imd_reference=imd_mode(df))
             return result.table[result.table["group"] == FOCUS_LABEL].copy()
         except ValueError:  # e.g. Newton met a singular information matrix: not estimable
             pass
@@ -251,8 +250,7 @@ def site_gap_estimates(cohort: pd.DataFrame, go_live: dict[str, date], reference
         if events.get("pre", 0) == 0 or events.get("post", 0) == 0:
             skipped.append(site_id)
             continue
-        imd_mode = int(pd.to_numeric(df["imd_decile"], errors="coerce").mode().iloc[0])
-        res = gap_change(df, reference=reference, imd_reference=imd_mode).table
+        res = gap_change(df, reference=reference, imd_reference=imd_mode(df)).table
         r = res[(res["group"] == FOCUS_LABEL) & (res["quantity"] == "ratio_post_pre")].iloc[0]
         rows.append({"site_id": site_id, "log_estimate": r["log_estimate"], "se": r["se"],
                      "detentions": int(events.sum())})

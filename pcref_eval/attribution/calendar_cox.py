@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from pcref_eval.attribution.aggregate import WeightedEffect, weighted_effect
-from pcref_eval.attribution.design import NEVER, StaggeredDesign, control_quarters
+from pcref_eval.attribution.design import NEVER, StaggeredDesign, first_all_live_quarter
 from pcref_eval.cohort import ADJUSTMENT_INDICATORS, adjustment_covariates
 from pcref_eval.estimability import MAX_REFITS, diverged_terms, eventless_levels
 from pcref_eval.survival.cox import CoxProblem, CoxResult, fit_problem
@@ -131,17 +131,15 @@ def _split(part: pd.DataFrame, cuts: np.ndarray) -> pd.DataFrame:
 
 def _restrict_to_control_quarters(rows: pd.DataFrame, design: StaggeredDesign) -> tuple[pd.DataFrame, list[str]]:
     """Censor follow-up at the first quarter in which every site is live (no comparison left)."""
-    keep_q = control_quarters(design, sorted(rows["site_id"].unique()))
-    n_q = int(design.quarter_of_month(np.array([design.n_months - 1]))[0]) + 1
-    dropped = [q for q in range(n_q) if q not in set(keep_q.tolist())]
-    if not dropped:
+    first = first_all_live_quarter(design, sorted(rows["site_id"].unique()))
+    if first is None:
         return rows, []
-    cut = design.month_days[3 * min(dropped)]
+    cut = design.month_days[3 * first]
     rows = rows[rows["start"] < cut].copy()
     over = rows["stop"] > cut
     rows.loc[over, "stop"] = cut
     rows.loc[over, "event"] = 0
-    return rows, [design.quarter_label(q) for q in dropped]
+    return rows, [design.quarter_label(q) for q in range(first, design.n_quarters)]
 
 
 def treatment_cells(rows: pd.DataFrame, design: StaggeredDesign,

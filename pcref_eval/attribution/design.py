@@ -56,6 +56,11 @@ class StaggeredDesign:
         k = (g - self.month_starts[0].to_period("M")).n
         return int(k) if k < self.n_months else NEVER
 
+    @property
+    def n_quarters(self) -> int:
+        """Calendar quarters (3-month blocks from the window start) in the grid."""
+        return int(self.quarter_of_month(np.array([self.n_months - 1]))[0]) + 1
+
     def quarter_of_month(self, month: np.ndarray) -> np.ndarray:
         """Calendar quarter index (3-month blocks from the window start) of month indices."""
         return np.asarray(month) // 3
@@ -130,12 +135,18 @@ def cells(ac: pd.DataFrame, design: StaggeredDesign, chunk: int = 100_000) -> pd
 
 def control_quarters(design: StaggeredDesign, sites: list[str]) -> np.ndarray:
     """Calendar quarters in which at least one site is not yet live (the comparison exists)."""
-    n_q = int(design.quarter_of_month(np.array([design.n_months - 1]))[0]) + 1
-    first_month = np.array([3 * q for q in range(n_q)])
-    live_all = np.ones(n_q, dtype=bool)
+    first_month = 3 * np.arange(design.n_quarters)
+    live_all = np.ones(design.n_quarters, dtype=bool)
     for s in sites:
         live_all &= first_month >= design.go_live_month(s)
     return np.flatnonzero(~live_all)
+
+
+def first_all_live_quarter(design: StaggeredDesign, sites: list[str]) -> int | None:
+    """The first calendar quarter in which every site is live (every later one is too), or None."""
+    keep = control_quarters(design, sites)
+    dropped = sorted(set(range(design.n_quarters)) - set(keep.tolist()))
+    return dropped[0] if dropped else None
 
 
 def comparison_event_months(design: StaggeredDesign, sites: list[str]) -> dict[str, int]:
@@ -143,9 +154,6 @@ def comparison_event_months(design: StaggeredDesign, sites: list[str]) -> dict[s
     the start of the first quarter in which every site is live (the estimators censor there), else the end.
 
     With a never-live site every quarter has a comparison and the limit is past the last month."""
-    keep = control_quarters(design, sites)
-    n_q = int(design.quarter_of_month(np.array([design.n_months - 1]))[0]) + 1
-    dropped = sorted(set(range(n_q)) - set(keep.tolist()))
-    end_month = 3 * dropped[0] if dropped else design.n_months
+    first = first_all_live_quarter(design, sites)
+    end_month = design.n_months if first is None else 3 * first
     return {s: end_month - design.go_live_month(s) for s in sites if design.go_live_month(s) != NEVER}
-

@@ -192,10 +192,9 @@ def design_text(att) -> str:
 
 def _no_comparison_text(att) -> str:
     """The sentence saying from when every site is live, so nothing after it is compared (empty otherwise)."""
-    dropped = list(getattr(att.cox, "dropped_quarters", None) or [])
-    if not dropped:
+    if not att.cox.dropped_quarters:
         return ""
-    first = pd.Period(dropped[0], freq="M").strftime("%B %Y")
+    first = pd.Period(att.cox.dropped_quarters[0], freq="M").strftime("%B %Y")
     return (f" From {first} every site is live, so no site shows the gap without PCREF: follow-up from then on "
             "is not used, and the effect below is PCREF's effect in the months before it (at each site, the "
             "months between its own go-live and then).")

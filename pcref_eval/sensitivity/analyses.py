@@ -29,7 +29,7 @@ from pcref_eval.cohort import STATUS_DETENTION, censor_at_go_live
 from pcref_eval.detention import FOCUS_LABEL, focus_grouping, site_gap_estimates
 from pcref_eval.pooling import pool_random_effects
 from pcref_eval.publish import Aggregate
-from pcref_eval.survival.gap import _combine, _design, gap_change
+from pcref_eval.survival.gap import _combine, _design, gap_change, imd_mode
 
 from .ethnicity import ImputationConfig, with_handling
 from .finegray import fine_gray
@@ -70,20 +70,16 @@ def analysis_cohort(cohort: pd.DataFrame, go_live: date | dict[str, date], refer
     return df.assign(ethnic_group=focus_grouping(df, reference))
 
 
-def _imd_mode(df: pd.DataFrame) -> int:
-    return int(pd.to_numeric(df["imd_decile"], errors="coerce").mode().iloc[0])
-
-
 def gap_estimates(df: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Focus-group rows of the cause-specific gap model: quantity, log_estimate, se (as the main analysis)."""
-    res = gap_change(df, reference=reference, imd_reference=_imd_mode(df)).table
+    res = gap_change(df, reference=reference, imd_reference=imd_mode(df)).table
     return res.loc[res["group"] == FOCUS_LABEL, ["quantity", "log_estimate", "se"]].reset_index(drop=True)
 
 
 def fine_gray_gap_estimates(df: pd.DataFrame, reference: str) -> pd.DataFrame:
     """The gap model with Fine-Gray subdistribution hazards (death competing; site strata for both the
     baseline and the censoring distribution): quantity, log_estimate, se."""
-    design, eth_terms, _ = _design(df, reference, "indicator", _imd_mode(df))
+    design, eth_terms, _ = _design(df, reference, "indicator", imd_mode(df))
     data = design.assign(_time=pd.to_numeric(df["duration_days"]).to_numpy(float),
                          _status=pd.to_numeric(df["status"]).to_numpy(), _site=df["site_id"].to_numpy())
     model = fine_gray(data, "_time", "_status", list(design.columns), cause=STATUS_DETENTION, strata="_site")

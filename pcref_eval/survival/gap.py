@@ -121,6 +121,11 @@ def _design(cohort: pd.DataFrame, reference: str, imd: str, imd_reference: int):
     return design[keep], eth_terms, int(imd_missing.sum())
 
 
+def imd_mode(cohort: pd.DataFrame) -> int:
+    """The most common IMD decile: the reference level of the categorical deprivation terms."""
+    return int(pd.to_numeric(cohort["imd_decile"], errors="coerce").mode().iloc[0])
+
+
 def without_eventless_adjustment(data: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, list[str]]:
     """Leave out people in a sex or IMD level without an event (repeated until none); drop columns left constant.
 
