@@ -1,7 +1,6 @@
-"""Shared fixtures for the survival tests: the golden reference files in shared/reference/.
+"""Shared fixtures for the survival tests: the golden reference files (``tests/golden``, see ``tests.reference``).
 
-The repository is checked out at <root>/main with shared/ beside it, so the reference data live
-at <repo>/../shared/reference. Tests that need them FAIL (never skip) when they are missing.
+Tests that need them FAIL (never skip) when they are missing.
 """
 
 from __future__ import annotations
@@ -14,17 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_DIR = (REPO_ROOT / ".." / "shared" / "reference").resolve()
-MISSING_MESSAGE = (
-    f"reference data not found at {REFERENCE_DIR}: the survival validation tests need "
-    "shared/reference/ checked out beside the repository (<root>/main and <root>/shared)"
-)
+from tests.reference import REF as REFERENCE_DIR
+
+MISSING_MESSAGE = f"reference data not found at {REFERENCE_DIR} (the repository's golden copy)"
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """Path to shared/reference; fails the test with a clear message if absent."""
+    """Path to the golden reference folder; fails the test with a clear message if absent."""
     if not (REFERENCE_DIR / "expected").is_dir() or not (REFERENCE_DIR / "data").is_dir():
         pytest.fail(MISSING_MESSAGE, pytrace=False)
     return REFERENCE_DIR
@@ -32,7 +28,7 @@ def reference_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def load_data(reference_dir):
-    """Read an input dataset from shared/reference/data."""
+    """Read an input dataset from the golden reference data."""
 
     def _load(name: str, **kwargs) -> pd.DataFrame:
         path = reference_dir / "data" / name
