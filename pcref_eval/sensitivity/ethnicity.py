@@ -98,7 +98,9 @@ def impute_groups(groups: pd.Series, predictors: pd.DataFrame | np.ndarray, conf
     X = np.asarray(predictors, dtype=float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter; checked below
-        fit = sm.MNLogit(y, X[~missing]).fit(method="newton", maxiter=35, disp=False)
+        # check_rank=False: the rank (a QR of the whole design, ~10 s at national size) only sets df_model;
+        # a rank-deficient design still fails below (singular Hessian: not estimable)
+        fit = sm.MNLogit(y, X[~missing], check_rank=False).fit(method="newton", maxiter=35, disp=False)
     if not fit.mle_retvals.get("converged", False):
         raise ValueError("the ethnicity imputation model did not converge")
     beta_hat = np.asarray(fit.params).ravel(order="F")  # (p * (J - 1)), column by column

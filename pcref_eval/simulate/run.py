@@ -31,7 +31,6 @@ ESTIMATORS = {
 }
 TABLES_NEEDED = ("people", "referrals", "mha_episodes")
 RESULTS = "replicates.jsonl"
-BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -148,9 +147,9 @@ def run_study(out: Path, settings: StudySettings, echo=print) -> Path:
             from concurrent.futures import ProcessPoolExecutor, as_completed
             # one BLAS thread per worker: set before the workers import numpy (spawned, not forked from
             # this process, whose OpenBLAS already sized its thread pool: forked workers oversubscribe the cores)
-            for var in BLAS_THREAD_VARS:
-                os.environ.setdefault(var, "1")
-            from pcref_eval.runner.executors import die_with_parent  # killing the study kills its workers
+            from pcref_eval.runner.executors import die_with_parent, one_blas_thread
+            one_blas_thread()
+            # killing the study kills its workers (die_with_parent)
             with ProcessPoolExecutor(max_workers=settings.workers, initializer=die_with_parent,
                                      mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = [pool.submit(_job, j) for j in jobs]

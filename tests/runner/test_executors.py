@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pcref_eval.config import write_config
@@ -128,3 +130,28 @@ def test_unreachable_dask_scheduler_fails_the_jobs_not_the_run(tmp_path):
         results = run_jobs({"x": (SITE_NB, tmp_path / "out.ipynb", {})}, tmp_path, executor="dask",
                            scheduler="tcp://127.0.0.1:9", log=lambda m: None)
     assert results["x"].status == "failed" and "Dask cluster unavailable" in results["x"].message
+
+
+def _env_notebook(path, out_file):
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import os, pathlib\n"
+        f"pathlib.Path({str(out_file)!r}).write_text(os.environ.get('OPENBLAS_NUM_THREADS', 'unset'))")]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.parametrize("user_value, expected", [(None, "1"), ("3", "3")])
+def test_pool_kernels_use_one_blas_thread_unless_the_user_set_one(tmp_path, monkeypatch, user_value, expected):
+    from pcref_eval.runner.executors import BLAS_THREAD_VARS
+    for var in BLAS_THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    if user_value is not None:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", user_value)
+    jobs = {k: (_env_notebook(tmp_path / f"{k}.ipynb", tmp_path / f"{k}.txt"), tmp_path / f"{k}_out.ipynb", {})
+            for k in ("a", "b")}
+    results = run_jobs(jobs, tmp_path, executor="process", workers=2, log=lambda m: None)
+    assert all(r.status == "ok" for r in results.values()), results
+    assert [(tmp_path / f"{k}.txt").read_text() for k in jobs] == [expected, expected]
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == user_value  # this process's environment is left alone
