@@ -97,7 +97,8 @@ def adjusted_hazard_ratios(cohort: pd.DataFrame, group_col: str, reference: str,
     while True:  # leaving people out can leave a group without detentions, and the reverse
         events = df.groupby(group_col)["detained"].sum()
         df = df[df[group_col].isin(events[events > 0].index)]
-        levels = [g for g in _levels(cohort[group_col]) if g in set(df[group_col])]
+        present = set(df[group_col].unique())
+        levels = [g for g in _levels(cohort[group_col]) if g in present]
         design = _adjusted_design(df, group_col, reference, levels)
         out = eventless_levels({c: design[c] for c in ADJUSTMENT_INDICATORS if c in design},
                                df["detained"].to_numpy())
