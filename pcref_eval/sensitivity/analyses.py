@@ -29,7 +29,8 @@ from pcref_eval.cohort import STATUS_DETENTION, censor_at_go_live
 from pcref_eval.detention import FOCUS_LABEL, focus_grouping, site_gap_estimates
 from pcref_eval.pooling import pool_random_effects
 from pcref_eval.publish import Aggregate
-from pcref_eval.survival.gap import _combine, _design, gap_change, imd_mode
+from pcref_eval.survival.cox import CoxProblem, fit_problem
+from pcref_eval.survival.gap import GapResult, _combine, _design, gap_change, gap_rows, gap_terms, imd_mode
 
 from .ethnicity import ImputationConfig, with_handling
 from .finegray import fine_gray
@@ -70,10 +71,76 @@ def analysis_cohort(cohort: pd.DataFrame, go_live: date | dict[str, date], refer
     return df.assign(ethnic_group=focus_grouping(df, reference))
 
 
-def gap_estimates(df: pd.DataFrame, reference: str) -> pd.DataFrame:
+def gap_fit(df: pd.DataFrame, reference: str, init: pd.Series | None = None) -> GapResult:
+    """The cause-specific gap model of the main analysis (IMD reference: the cohort's commonest decile)."""
+    return gap_change(df, reference=reference, imd_reference=imd_mode(df), init=init)
+
+
+def focus_estimates(table: pd.DataFrame) -> pd.DataFrame:
+    """Focus-group rows of a gap table: quantity, log_estimate, se."""
+    return table.loc[table["group"] == FOCUS_LABEL, ["quantity", "log_estimate", "se"]].reset_index(drop=True)
+
+
+def gap_estimates(df: pd.DataFrame, reference: str, init: pd.Series | None = None) -> pd.DataFrame:
     """Focus-group rows of the cause-specific gap model: quantity, log_estimate, se (as the main analysis)."""
-    res = gap_change(df, reference=reference, imd_reference=imd_mode(df)).table
-    return res.loc[res["group"] == FOCUS_LABEL, ["quantity", "log_estimate", "se"]].reset_index(drop=True)
+    return focus_estimates(gap_fit(df, reference, init).table)
+
+
+class LeaveOneSiteOut:
+    """The main analysis refitted without each site in turn, from the whole model's sorted design.
+
+    The whole cohort's model is stratified by site, so leaving a site out removes its stratum's rows:
+    :meth:`~pcref_eval.survival.cox.CoxProblem.without_strata` keeps the sorted, centred design (no
+    new design, no re-sort) and Newton starts from the whole cohort's coefficients. Where leaving the
+    site out would change the design the main analysis builds (a sex or deprivation level left constant
+    or without a detention), or the whole model already left people out for such a level, the site's
+    fit is the main analysis run afresh on the remaining cohort. Either way the estimates are the
+    maximum of the same partial likelihood (to Newton's tolerance; tested against the fresh fit).
+    At national size (50 sites, 1.5 million people) this took 1.0 s a site instead of 2.9 s.
+    """
+
+    def __init__(self, recorded: pd.DataFrame, reference: str, whole: GapResult):
+        self.recorded, self.reference, self.whole = recorded, reference, whole
+        model = whole.model
+        self.sites = list(model.strata or [])
+        self.eth_terms = gap_terms(whole.table["group"].unique())
+        self.same_rows = model.problem is not None and model.n + model.n_dropped == len(recorded)
+
+    def estimates(self, site: str) -> pd.DataFrame:
+        """Focus-group quantity, log_estimate, se of the main analysis without ``site``."""
+        model = self.whole.model
+        sub = self._without(site)
+        if sub is None:
+            rest = self.recorded[self.recorded["site_id"] != site]
+            return gap_estimates(rest, self.reference, init=model.coef)
+        fit = fit_problem(sub, model.covariates, conf=model.conf, init=model.coef.to_numpy(),
+                          strata=[s for s in self.sites if s != site])
+        return focus_estimates(gap_rows(fit.coef, fit.variance, self.eth_terms, model.conf))
+
+    def _without(self, site: str) -> CoxProblem | None:
+        """The whole problem without ``site``'s stratum, or None when the design would differ."""
+        if not self.same_rows or site not in self.sites:
+            return None
+        sub = self.whole.model.problem.without_strata([self.sites.index(site)])
+        return sub if _design_unchanged(sub, self.whole.model.covariates) else None
+
+
+def _design_unchanged(problem: CoxProblem, covariates: list[str]) -> bool:
+    """True when :func:`~pcref_eval.survival.gap.gap_change` would keep every covariate and every row of
+    ``problem``: no adjustment column constant, no sex or IMD level (0/1 column) without an event."""
+    event = problem.event > 0
+    for i, name in enumerate(covariates):
+        if name.startswith("eth[") or name == "post":  # kept even when constant, as the main analysis does
+            continue
+        col = problem.X[:, i]  # centred: a 0/1 column's level 1 is its maximum
+        hi = col.max() if col.size else 0.0
+        if col.size == 0 or col.min() == hi:
+            return False
+        if name.startswith(("sex[", "imd[")):
+            at = col == hi
+            if not event[at].any() or not event[~at].any():
+                return False
+    return True
 
 
 def fine_gray_gap_estimates(df: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -119,9 +186,12 @@ def sensitivity_rows(cohort: pd.DataFrame, go_live: date | dict[str, date], refe
     df = analysis_cohort(cohort, go_live, reference)
     keep = [FOCUS_LABEL, reference]
     recorded = df[df["ethnic_group"].isin(keep)]
-    fit = lambda d: gap_estimates(d, reference)  # noqa: E731 - the analysis repeated under each handling
+    whole = gap_fit(recorded, reference)
+    # the analysis repeated under each handling, starting Newton from the main analysis's coefficients
+    fit = lambda d: gap_estimates(d, reference, init=whole.model.coef)  # noqa: E731
     wald = lambda d, f: _wald(f(d), config.conf)  # noqa: E731
-    rows = _rows("Main analysis (unrecorded ethnicity excluded)", wald(recorded, fit), _counts(recorded))
+    rows = _rows("Main analysis (unrecorded ethnicity excluded)", _wald(focus_estimates(whole.table), config.conf),
+                 _counts(recorded))
     own = df[df["ethnic_group"].isin(keep + ["Not recorded"])]
     rows += _estimable("Unrecorded ethnicity as its own group", _counts(own),
                        lambda: with_handling(df, fit, "own_group", reference, keep, conf=config.conf))
@@ -132,9 +202,11 @@ def sensitivity_rows(cohort: pd.DataFrame, go_live: date | dict[str, date], refe
         rows += _estimable("Fine-Gray subdistribution hazards (death competing)", _counts(recorded),
                            lambda: wald(recorded, lambda d: fine_gray_gap_estimates(d, reference)))
     if config.leave_one_site_out and recorded["site_id"].nunique() > 1:
+        loso = LeaveOneSiteOut(recorded, reference, whole)
         for site in sorted(recorded["site_id"].unique()):
             rest = recorded[recorded["site_id"] != site]
-            rows += _estimable(f"Leaving out {site}", _counts(rest), lambda rest=rest: wald(rest, fit))
+            rows += _estimable(f"Leaving out {site}", _counts(rest),
+                               lambda site=site: _wald(loso.estimates(site), config.conf))
     if config.pooling:
         rows += _estimable("Sites pooled", _counts(recorded), lambda: _pooled_rows(cohort, go_live, reference, config.conf))
     return pd.DataFrame(rows)

@@ -199,18 +199,26 @@ class CoxProblem:
         event = np.asarray(event, dtype=np.float64)
         codes = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata, dtype=np.int64)
         self.ties = ties
-        self.n = n
-        self.p = p
         order = _sort_stratum_time_event(codes, time, event)
         self.order = order
-        self.means = X.mean(axis=0) if n else np.zeros(p)
+        means = X.mean(axis=0) if n else np.zeros(p)
         Xs = X if in_place else np.empty((n, p), order="F")
         for i in range(p):
-            Xs[:, i] = X[order, i] - self.means[i]  # X[order, i] is a copy: safe when Xs is X
+            Xs[:, i] = X[order, i] - means[i]  # X[order, i] is a copy: safe when Xs is X
+        self._set_sorted(Xs, means, time[order], event[order], codes[order],
+                         None if entry is None else np.asarray(entry, dtype=np.float64)[order],
+                         None if weights is None else np.asarray(weights, dtype=np.float64)[order])
+
+    def _set_sorted(self, Xs: np.ndarray, means: np.ndarray, time: np.ndarray, event: np.ndarray,
+                    codes: np.ndarray, entry: np.ndarray | None, weights: np.ndarray | None) -> None:
+        """Index the sorted, centred data: runs of tied rows, event times, Efron fractions, entry and weights."""
+        n, p = Xs.shape
+        self.n, self.p = n, p
+        self.means = means
         self.X = Xs
-        self.time = time[order]
-        self.event = event[order]
-        self.codes = codes[order]
+        self.time = time
+        self.event = event
+        self.codes = codes
         ev = self.event > 0
         same_block = np.zeros(n, dtype=bool)
         if n:
@@ -243,10 +251,28 @@ class CoxProblem:
         self._setup_efron()
         self.entry = None
         if entry is not None:
-            self._setup_entry(np.asarray(entry, dtype=np.float64)[order])
+            self._setup_entry(entry)
         self.risk_weights = None
         if weights is not None:
-            self._setup_weights(np.asarray(weights, dtype=np.float64)[order])
+            self._setup_weights(weights)
+
+    def without_strata(self, strata_codes) -> "CoxProblem":
+        """The same problem without the rows of the strata ``strata_codes``, built from the sorted data (no re-sort).
+
+        For leave-one-stratum-out fits (e.g. leave one site out): rows keep their sorted order and the
+        centring of the whole problem (the partial likelihood does not depend on it); ``order`` is None.
+        """
+        keep = ~np.isin(self.codes, np.asarray(strata_codes, dtype=np.int64))
+        Xs = np.empty((int(keep.sum()), self.p), order="F")
+        for i in range(self.p):
+            Xs[:, i] = self.X[keep, i]
+        sub = object.__new__(CoxProblem)
+        sub.ties, sub.order = self.ties, None
+        sub._set_sorted(Xs, self.means, self.time[keep], self.event[keep], self.codes[keep],
+                        None if self.entry is None else self.entry[keep],
+                        None if self.risk_weights is None else self.risk_weights[keep])
+        return sub
+
 
     def _setup_weights(self, weights: np.ndarray) -> None:
         """Risk-set weights (IPCW, e.g. Fine-Gray): each row's exp(x'b) counts ``weight`` times in risk sets.
@@ -393,11 +419,18 @@ def _improves(new_loglik: float, old_loglik: float) -> bool:
     return bool(np.isfinite(new_loglik)) and new_loglik >= old_loglik - 1e-10 * abs(old_loglik)
 
 
-def _newton_raphson(problem: CoxProblem, max_iter: int = 50, tol: float = 1e-12) -> _Fit:
-    """Maximise the partial likelihood by Newton-Raphson with step halving (as R coxph.fit)."""
-    beta = np.zeros(problem.p)
-    der = problem.evaluate(beta)
-    null = der
+def _newton_raphson(problem: CoxProblem, max_iter: int = 50, tol: float = 1e-12, init=None) -> _Fit:
+    """Maximise the partial likelihood by Newton-Raphson with step halving (as R coxph.fit), from ``init``
+    (default zero; the null model's log-likelihood, score and information are always at zero)."""
+    null = problem.evaluate(np.zeros(problem.p))
+    beta = np.zeros(problem.p) if init is None else np.asarray(init, dtype=np.float64).copy()
+    if init is None:
+        der = null
+    else:
+        with np.errstate(all="ignore"):  # a start far out may overflow: checked just below
+            der = problem.evaluate(beta)
+    if not (np.isfinite(der.loglik) and np.all(np.isfinite(der.information))):  # start from zero instead
+        beta, der = np.zeros(problem.p), null
     converged = False
     it = 0
     for it in range(1, max_iter + 1):
@@ -559,6 +592,7 @@ def cox(
     conf: float = 0.95,
     max_iter: int = 50,
     weights_col: str | None = None,
+    init=None,
 ) -> CoxResult:
     """Fit a Cox proportional hazards model by Newton-Raphson on the partial likelihood.
 
@@ -569,7 +603,7 @@ def cox(
     counting-process data; event rows must have weight 1); the variance is then the model-based inverse
     information of the weighted partial likelihood (R ``coxph(..., robust = FALSE)``). Rows with any
     missing value in the used columns are dropped (complete case; the count is in ``n_dropped``). Standard errors from the inverse
-    observed information; Wald CIs for hazard ratios.
+    observed information; Wald CIs for hazard ratios. ``init``: starting coefficients, in ``covariates``' order.
     """
     covariates = list(covariates)
     if not covariates:
@@ -593,16 +627,19 @@ def cox(
         None if weights is None else weights[keep],
     )
     return fit_problem(problem, covariates, conf=conf, max_iter=max_iter, n_dropped=n_dropped,
-                       strata=None if strata is None else levels)
+                       strata=None if strata is None else levels, init=init)
 
 
 def fit_problem(problem: CoxProblem, covariates: list[str], conf: float = 0.95, max_iter: int = 50,
-                n_dropped: int = 0, strata: list | None = None) -> CoxResult:
+                n_dropped: int = 0, strata: list | None = None, init=None) -> CoxResult:
     """Fit a Cox model to an already-built :class:`CoxProblem` (for callers that build the design as one
-    float64 array, e.g. large counting-process designs, and want no DataFrame copies of it)."""
+    float64 array, e.g. large counting-process designs, and want no DataFrame copies of it).
+
+    ``init``: starting coefficients (R ``coxph(init=)``), e.g. a fit to nearly the same data: fewer Newton
+    steps to the same maximum (same convergence criterion)."""
     if problem.n_events == 0:
         raise ValueError("no events: the Cox model is not estimable")
-    fit = _newton_raphson(problem, max_iter=max_iter)
+    fit = _newton_raphson(problem, max_iter=max_iter, init=init)
     der = fit.derivatives
     var = np.linalg.inv(der.information)
     var = (var + var.T) / 2.0

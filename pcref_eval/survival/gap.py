@@ -97,7 +97,7 @@ def _design(cohort: pd.DataFrame, reference: str, imd: str, imd_reference: int):
         x[eth.isna().to_numpy()] = np.nan
         X[f"eth[{g}]"] = x
         X[f"eth[{g}]:post"] = x * post
-        eth_terms[g] = (f"eth[{g}]", f"eth[{g}]:post")
+        eth_terms.update(gap_terms([g]))
     X["age"] = pd.to_numeric(cohort["age"]).to_numpy(dtype=np.float64)
     sex = cohort["sex"].astype("string").fillna("other")
     sex = sex.where(sex.isin(["1", "2"]), "other")
@@ -156,6 +156,24 @@ def _combine(beta: pd.Series, V: pd.DataFrame, terms: list[str]) -> tuple[float,
     return est, float(np.sqrt(var))
 
 
+def gap_terms(groups) -> dict[str, tuple[str, str]]:
+    """The model's (main, interaction) terms of each ethnic group: ``eth[g]`` and ``eth[g]:post``."""
+    return {g: (f"eth[{g}]", f"eth[{g}]:post") for g in groups}
+
+
+def gap_rows(beta: pd.Series, V: pd.DataFrame, eth_terms: dict[str, tuple[str, str]], conf: float = 0.95) -> pd.DataFrame:
+    """Per group: HR before (exp b_g), after (exp(b_g + b_g:post)) and their ratio (exp b_g:post), Wald CIs."""
+    z = z_value(conf)
+    rows = []
+    for g, (main, inter) in eth_terms.items():
+        for quantity, terms in (("hr_pre", [main]), ("hr_post", [main, inter]), ("ratio_post_pre", [inter])):
+            est, se = _combine(beta, V, terms)
+            rows.append({"group": g, "quantity": quantity, "estimate": np.exp(est), "lower": np.exp(est - z * se),
+                         "upper": np.exp(est + z * se), "log_estimate": est, "se": se,
+                         "p": 2.0 * stats.norm.sf(abs(est / se))})
+    return pd.DataFrame(rows)
+
+
 def gap_change(
     cohort: pd.DataFrame,
     reference: str = "White",
@@ -164,6 +182,7 @@ def gap_change(
     event_code: int = 1,
     ties: str = "efron",
     conf: float = 0.95,
+    init: pd.Series | None = None,
 ) -> GapResult:
     """Hazard ratio of first detention (each group vs ``reference``) before and after PCREF go-live.
 
@@ -172,7 +191,8 @@ def gap_change(
     ``imd_reference``). ``imd="indicator"`` adds a missing-IMD category; ``imd="complete_case"``
     drops people with missing IMD (count in ``n_imd_missing``). Status ``event_code`` is the
     event; other nonzero statuses (death) are censored (cause-specific hazard). Rows with a
-    missing status, duration, age or ethnic group are dropped (count in ``n_dropped``).
+    missing status, duration, age or ethnic group are dropped (count in ``n_dropped``). ``init``: starting
+    coefficients by term name (e.g. a fit to nearly the same cohort; absent terms start at 0).
     """
     if imd not in ("indicator", "complete_case"):
         raise ValueError("imd must be 'indicator' or 'complete_case'")
@@ -184,27 +204,11 @@ def gap_change(
     data["_event"] = status.eq(event_code).astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
     data["_site"] = cohort["site_id"].to_numpy()
     data, covariates = without_eventless_adjustment(data, list(design.columns))
-    model = cox(data, "_time", "_event", covariates, strata="_site", ties=ties, conf=conf)
-    beta, V = model.coef, model.variance
-    z = z_value(conf)
-    rows = []
-    for g, (main, inter) in eth_terms.items():
-        for quantity, terms in (("hr_pre", [main]), ("hr_post", [main, inter]), ("ratio_post_pre", [inter])):
-            est, se = _combine(beta, V, terms)
-            rows.append(
-                {
-                    "group": g,
-                    "quantity": quantity,
-                    "estimate": np.exp(est),
-                    "lower": np.exp(est - z * se),
-                    "upper": np.exp(est + z * se),
-                    "log_estimate": est,
-                    "se": se,
-                    "p": 2.0 * stats.norm.sf(abs(est / se)),
-                }
-            )
+    start = None if init is None else pd.Series(init, dtype=float).reindex(covariates).fillna(0.0).to_numpy()
+    model = cox(data, "_time", "_event", covariates, strata="_site", ties=ties, conf=conf, init=start)
+    rows = gap_rows(model.coef, model.variance, eth_terms, conf)
     return GapResult(
-        table=pd.DataFrame(rows),
+        table=rows,
         model=model,
         reference=reference,
         n=model.n,

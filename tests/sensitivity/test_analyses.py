@@ -103,3 +103,42 @@ def test_an_analysis_that_cannot_be_fitted_is_reported_not_raised(demo):
     bad = rows[rows["analysis"].str.endswith("not estimable")]
     assert list(bad["analysis"].str.startswith("Unrecorded ethnicity multiply imputed")) == [True]
     assert bad["estimate"].isna().all() and rows["estimate"].notna().sum() == len(rows) - 1
+
+
+def _recorded(cohort, go_live):
+    from pcref_eval.sensitivity.analyses import FOCUS_LABEL, analysis_cohort
+    df = analysis_cohort(cohort, go_live, REF)
+    return df[df["ethnic_group"].isin([FOCUS_LABEL, REF])]
+
+
+def _assert_same_estimates(a, b):
+    pd.testing.assert_frame_equal(a[["quantity"]], b[["quantity"]])
+    np.testing.assert_allclose(a[["log_estimate", "se"]].to_numpy(), b[["log_estimate", "se"]].to_numpy(),
+                               rtol=0, atol=1e-8)
+
+
+def test_leave_one_site_out_from_the_whole_design_equals_a_fresh_fit(demo):
+    """The fast path (the whole model's sorted design without the site's stratum, Newton from the whole fit)
+    gives the main analysis refitted from scratch on the other sites."""
+    from pcref_eval.sensitivity.analyses import LeaveOneSiteOut, gap_estimates, gap_fit
+    cohort, go_live, _ = demo
+    recorded = _recorded(cohort, go_live)
+    loso = LeaveOneSiteOut(recorded, REF, gap_fit(recorded, REF))
+    for site in sorted(recorded["site_id"].unique()):
+        assert loso._without(site) is not None, site  # the fast path is taken
+        _assert_same_estimates(loso.estimates(site), gap_estimates(recorded[recorded["site_id"] != site], REF))
+
+
+def test_leave_one_site_out_refits_afresh_when_the_design_would_change(demo):
+    """When one site holds every person with missing IMD, leaving it out drops the IMD-missing term: the
+    site's row is the main analysis run afresh on the rest (same numbers as gap_estimates), the others fast."""
+    from pcref_eval.sensitivity.analyses import LeaveOneSiteOut, gap_estimates, gap_fit
+    cohort, go_live, _ = demo
+    recorded = _recorded(cohort, go_live).copy()
+    recorded["imd_decile"] = recorded["imd_decile"].where(recorded["site_id"] != "site_b", np.nan)
+    recorded.loc[recorded["site_id"] != "site_b", "imd_decile"] = (
+        recorded.loc[recorded["site_id"] != "site_b", "imd_decile"].fillna(5))
+    loso = LeaveOneSiteOut(recorded, REF, gap_fit(recorded, REF))
+    assert loso._without("site_b") is None and loso._without("site_a") is not None
+    for site in ("site_a", "site_b"):
+        _assert_same_estimates(loso.estimates(site), gap_estimates(recorded[recorded["site_id"] != site], REF))

@@ -179,6 +179,43 @@ def test_overwrite_x_fits_the_same_model_and_only_reuses_fortran_arrays():
     np.testing.assert_array_equal(c_order, X)  # not Fortran order: copied, the caller's array untouched
 
 
+@pytest.mark.parametrize("entry, weights", [(False, False), (True, False), (False, True)])
+def test_without_strata_fits_the_remaining_strata_as_a_fresh_problem(entry, weights):
+    """Dropping a stratum from the sorted problem (no re-sort, the whole problem's centring) gives the fit of
+    the remaining rows built from scratch: same log-likelihood, coefficients, SEs and tests."""
+    df = _tied_data(11)
+    df["w"] = np.where(df["e"] == 1, 1.0, np.random.default_rng(1).uniform(0.2, 1.0, len(df)))
+    cols = ["a", "b", "c"]
+
+    def problem(d):
+        return CoxProblem(d[cols].to_numpy(), d["t"].to_numpy(float), d["e"].to_numpy(float), d["s"].to_numpy(),
+                          d["start"].to_numpy(float) if entry else None, weights=d["w"].to_numpy() if weights else None)
+    whole = problem(df)
+    for s in (0, 1, 2):
+        sub = fit_problem(whole.without_strata([s]), cols)
+        fresh = fit_problem(problem(df[df["s"] != s]), cols)
+        assert sub.n == fresh.n == int((df["s"] != s).sum()) and sub.events == fresh.events
+        np.testing.assert_allclose(sub.coef.to_numpy(), fresh.coef.to_numpy(), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(sub.table["se"].to_numpy(), fresh.table["se"].to_numpy(), rtol=0, atol=1e-10)
+        assert sub.log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-8)
+        assert sub.score_test.statistic == pytest.approx(fresh.score_test.statistic, rel=1e-9)
+
+
+def test_a_start_near_the_maximum_reaches_the_same_fit_in_fewer_steps():
+    """``init`` (R coxph's init=): same maximum and null-model tests, fewer Newton iterations; a start where
+    the likelihood is not finite falls back to zero."""
+    df = _tied_data(12)
+    cold = cox(df, "t", "e", ["a", "b", "c"], strata="s")
+    warm = cox(df, "t", "e", ["a", "b", "c"], strata="s", init=cold.coef.to_numpy() + 0.02)
+    np.testing.assert_allclose(warm.coef.to_numpy(), cold.coef.to_numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(warm.table["se"].to_numpy(), cold.table["se"].to_numpy(), rtol=0, atol=1e-9)
+    assert warm.lr_test.statistic == pytest.approx(cold.lr_test.statistic, rel=1e-9)
+    assert warm.score_test.statistic == pytest.approx(cold.score_test.statistic, rel=1e-12)
+    assert warm.iterations < cold.iterations
+    wild = cox(df, "t", "e", ["a", "b", "c"], strata="s", init=[1e4, 0.0, 0.0])
+    np.testing.assert_allclose(wild.coef.to_numpy(), cold.coef.to_numpy(), rtol=0, atol=1e-9)
+
+
 def test_without_design_keeps_the_estimates_and_refuses_what_needs_the_design():
     from pcref_eval.survival.ph import schoenfeld_test
 
