@@ -893,12 +893,13 @@ def build_report(run_dir: Path, formats: list[str] | tuple[str, ...] = ("html",)
     chromium = engine == "chromium"
     with ThreadPoolExecutor(max_workers=2 if chromium else 1) as background, \
             ThreadPoolExecutor(max_workers=1) as board_printer:
-        made = {}
-        for stem, nb in docs.items():
-            made[stem], entries = render_document(nb, ctx, stem, formats, engine, background)
+        made, entries = {}, {}
+        for stem in sorted(docs, key=lambda d: -len(docs[d].cells)):  # the longest first: its PDF takes longest
+            made[stem], entries[stem] = render_document(docs[stem], ctx, stem, formats, engine, background)
+        for stem in docs:
             catalogue += [R.CatalogueEntry(e.kind, e.number, e.caption if stem == MAIN else
                                            f"{e.caption} ({DOCUMENT_TITLES[stem]})", e.name, e.anchor)
-                          for e in entries]
+                          for e in entries[stem]]
         if board_packs:
             _board_packs(ctx, run_dir, analysed, board_sites, formats, engine, registry_url,
                          board_printer if chromium else background)

@@ -129,6 +129,14 @@ def test_id_set_column_matches_value_by_value():
     vectorised.add_column(values)
     assert vectorised.values == one_by_one.values
     assert vectorised.skipped_numeric == one_by_one.skipped_numeric == 1
+    # the Arrow path (plain ASCII ids) and the Python path (anything else) together give add()'s rules
+    odd = pd.Series(["P\u00a0001234", "\u00c9cole-9876", "TAB\t9876", "a.b/c-d_e", "A.B/C-D_E", "1234\u00a0567"])
+    numbers = pd.Series([123456789, 42, 9876543210])
+    for column in (odd, numbers):
+        one_by_one, vectorised = IdSet(column.tolist()), IdSet()
+        vectorised.add_column(column)
+        assert vectorised.values == one_by_one.values
+        assert vectorised.skipped_numeric == one_by_one.skipped_numeric
 
 
 def test_identifier_value_in_json_and_csv_cell(run_copy, synth_data):
