@@ -83,6 +83,34 @@ def imputation_predictors(cohort: pd.DataFrame, auxiliary=()) -> pd.DataFrame:
     return X.loc[:, (X.nunique() > 1) | (X.columns == "const")]
 
 
+def _mnlogit_class():
+    """statsmodels' MNLogit with the Hessian as chunked weighted Gram matrices (same values, ~3x faster).
+
+    statsmodels forms each of the (J-1)^2 blocks -X' diag(w) X through an n x K temporary and computes
+    the symmetric ones twice: 3.0 s a Newton step on the national imputation model (1.9 million people,
+    61 predictors), ~8 steps. Here each distinct block is one :func:`~pcref_eval.survival.cox.weighted_gram`.
+    """
+    import statsmodels.api as sm
+
+    from pcref_eval.survival.cox import weighted_gram
+
+    class MNLogitGramHessian(sm.MNLogit):
+        def hessian(self, params):
+            """Hessian of the log-likelihood, (J-1)K x (J-1)K, as statsmodels orders it."""
+            K, J1 = self.K, self.J - 1
+            pr = self.cdf(self.exog @ params.reshape(K, -1, order="F"))
+            H = np.empty((J1 * K, J1 * K))
+            for i in range(J1):
+                for j in range(i, J1):
+                    w = pr[:, i + 1] * ((1.0 if i == j else 0.0) - pr[:, j + 1])
+                    block = -weighted_gram(self.exog, w)
+                    H[i * K:(i + 1) * K, j * K:(j + 1) * K] = block
+                    H[j * K:(j + 1) * K, i * K:(i + 1) * K] = block.T
+            return H
+
+    return MNLogitGramHessian
+
+
 def impute_groups(groups: pd.Series, predictors: pd.DataFrame | np.ndarray, config: ImputationConfig
                   ) -> list[pd.Series]:
     """``config.m`` completed copies of ``groups`` (missing values drawn from a multinomial logistic model)."""
@@ -92,15 +120,14 @@ def impute_groups(groups: pd.Series, predictors: pd.DataFrame | np.ndarray, conf
         return [groups.copy() for _ in range(config.m)]
     if len(levels) < 2:
         raise ValueError(f"imputation needs at least two recorded groups, found {levels}")
-    import statsmodels.api as sm
-
+    _MNLogit = _mnlogit_class()
     y = pd.Categorical(groups[~missing], categories=levels).codes
     X = np.asarray(predictors, dtype=float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter; checked below
         # check_rank=False: the rank (a QR of the whole design, ~10 s at national size) only sets df_model;
         # a rank-deficient design still fails below (singular Hessian: not estimable)
-        fit = sm.MNLogit(y, X[~missing], check_rank=False).fit(method="newton", maxiter=35, disp=False)
+        fit = _MNLogit(y, X[~missing], check_rank=False).fit(method="newton", maxiter=35, disp=False)
     if not fit.mle_retvals.get("converged", False):
         raise ValueError("the ethnicity imputation model did not converge")
     beta_hat = np.asarray(fit.params).ravel(order="F")  # (p * (J - 1)), column by column

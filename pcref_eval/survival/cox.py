@@ -100,7 +100,7 @@ def _matmul_inner_chunked(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return out
 
 
-def _weighted_gram(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def weighted_gram(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """X' diag(weights) X, as a sum of small BLAS products over row chunks."""
     n, p = X.shape
     step = max(256, _SINGLE_THREAD_GEMM // max(1, p * p))
@@ -388,8 +388,8 @@ class CoxProblem:
         row_w = der.w * A[self.row_last_event + 1]
         if self.entry is not None:
             row_w = row_w - der.w * A[self.row_entry_last_event + 1]
-        second_moment = _weighted_gram(self.X, row_w)
-        second_moment -= _weighted_gram(self.X_ev, der.w[self.ev_rows] * b[self.block_of_event])
+        second_moment = weighted_gram(self.X, row_w)
+        second_moment -= weighted_gram(self.X_ev, der.w[self.ev_rows] * b[self.block_of_event])
         mm = _matmul_inner_chunked
         cross = mm(der.R1 * c1, der.E1.T)
         return second_moment - mm(der.R1 * c0, der.R1.T) + cross + cross.T - mm(der.E1 * c2, der.E1.T)

@@ -109,3 +109,17 @@ def test_mi_simulation_bias_and_coverage():
     print(f"MI simulation (150 reps): bias CC {bias_cc:.3f} MI {bias_mi:.3f}; coverage CC {cover_cc:.3f} MI {cover_mi:.3f}")
     assert abs(bias_mi) < 0.03 and 0.92 <= cover_mi <= 0.98
     assert bias_cc < -0.08 and cover_cc < 0.85
+
+
+@pytest.mark.parametrize("classes", [2, 3, 4])
+def test_imputation_model_hessian_equals_statsmodels(classes):
+    """The Gram-block Hessian of the imputation model is statsmodels MNLogit's, to rounding."""
+    import statsmodels.api as sm
+
+    from pcref_eval.sensitivity.ethnicity import _mnlogit_class
+    rng = np.random.default_rng(classes)
+    X = np.column_stack([np.ones(3000), rng.normal(size=(3000, 5)), rng.integers(0, 2, 3000)])
+    y = rng.integers(0, classes, 3000)
+    params = rng.normal(scale=0.3, size=X.shape[1] * (classes - 1))
+    ours = _mnlogit_class()(y, X).hessian(params)
+    np.testing.assert_allclose(ours, sm.MNLogit(y, X).hessian(params), rtol=1e-12, atol=1e-9)
