@@ -212,3 +212,47 @@ def test_finalize_strips_fetching_and_scripting():
     html, _ = finalize_html(raw)
     assert external_references(html) == []
     assert "onclick" not in html and "onerror" not in html and "javascript:" not in html and "<script" not in html
+
+
+def _external_references_from_tree(html: str) -> list[str]:
+    """The detector as it was, on a BeautifulSoup tree: the second implementation for the test below."""
+    from bs4 import BeautifulSoup
+
+    from pcref_eval.report.render import CSS_URL, FETCHING_ATTRS
+    soup = BeautifulSoup(html, "html.parser")
+    found = []
+    for tag in soup.find_all(True):
+        for attr in FETCHING_ATTRS.get(tag.name.lower(), []):
+            val = tag.get(attr)
+            if val and not str(val).startswith(("data:", "#")):
+                found.append(f"<{tag.name} {attr}={val[:80]}>")
+        if tag.name == "meta" and str(tag.get("http-equiv", "")).lower() == "refresh":
+            found.append("<meta http-equiv=refresh>")
+        style = tag.get("style")
+        if style and CSS_URL.search(style):
+            found.append(f"<{tag.name} style=...url(...)>")
+    for style in soup.find_all("style"):
+        for m in CSS_URL.finditer(style.get_text()):
+            found.append(f"<style> {m.group(0)[:80]}")
+    return found
+
+
+@pytest.mark.parametrize("page", [
+    "<html><head><link rel=icon href='http://x.invalid/y.ico'><script src='https://cdn.invalid/r.js'></script>"
+    "<style>@import url(https://fonts.invalid/a.css); p{background:url(http://x.invalid/b.png)}</style></head>"
+    "<body><img src='remote.png' srcset='a.png 2x'><img src='data:image/png;base64,AAAA'><a href='http://x.invalid'>"
+    "link</a><svg><image xlink:href='http://x.invalid/c.png'/><use href='#icon'/><feImage href='f.png'/></svg>"
+    "<div style='background:url(http://x.invalid/d.png)'>q</div><meta http-equiv='Refresh' content='0'>"
+    "<video poster=p.jpg src=v.mp4></video><object data=o.swf></object><p>url(x) in text</p><style>"
+    "b{background:url('#frag')}</style><IMG SRC='UPPER.png'/><source srcset=&#x68;ttp://x.invalid/e.png></body></html>",
+    "<p>no fetches at all</p>",
+])
+def test_fetch_detector_equals_the_tree_walk(page):
+    assert external_references(page) == _external_references_from_tree(page)
+    assert len(external_references(page)) >= 12 or "no fetches" in page
+
+
+def test_fetch_detector_equals_the_tree_walk_on_the_demo_report(html):
+    raw = html.replace("</body>", "<img src='http://x.invalid/late.png'></body>")  # one fetch, late in a real report
+    assert external_references(html) == _external_references_from_tree(html) == []
+    assert external_references(raw) == _external_references_from_tree(raw) == ["<img src=http://x.invalid/late.png>"]
