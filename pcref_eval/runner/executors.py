@@ -103,12 +103,14 @@ def _pool_worker_setup() -> None:
 
 
 def one_blas_thread() -> None:
-    """Set the BLAS thread-count variables to 1 in this process's environment, where not already set.
+    """Set the BLAS thread-count variables to 1 in this process's environment, where not already set
+    (an empty value counts as not set, as it does for OpenBLAS).
 
     Processes started afterwards (notebook kernels, spawned workers) read them when numpy loads its BLAS.
     """
     for var in BLAS_THREAD_VARS:
-        os.environ.setdefault(var, "1")
+        if not os.environ.get(var, "").strip():
+            os.environ[var] = "1"
 
 
 def die_with_parent() -> None:

@@ -142,7 +142,7 @@ def _env_notebook(path, out_file):
     return path
 
 
-@pytest.mark.parametrize("user_value, expected", [(None, "1"), ("3", "3")])
+@pytest.mark.parametrize("user_value, expected", [(None, "1"), ("", "1"), ("3", "3")])
 def test_pool_kernels_use_one_blas_thread_unless_the_user_set_one(tmp_path, monkeypatch, user_value, expected):
     from pcref_eval.runner.executors import BLAS_THREAD_VARS
     for var in BLAS_THREAD_VARS:
@@ -155,3 +155,20 @@ def test_pool_kernels_use_one_blas_thread_unless_the_user_set_one(tmp_path, monk
     assert all(r.status == "ok" for r in results.values()), results
     assert [(tmp_path / f"{k}.txt").read_text() for k in jobs] == [expected, expected]
     assert os.environ.get("OPENBLAS_NUM_THREADS") == user_value  # this process's environment is left alone
+
+
+def test_contracts_checked_in_a_pool_match_one_process_and_log_in_site_order(data, tmp_path, monkeypatch):
+    """Above PARALLEL_CONTRACTS sites the contract checks run in a process pool: same steps, same log order;
+    a site whose extract breaks its contract fails alone."""
+    from pcref_eval.runner import pipeline
+    (data / "site_b" / "people.csv").write_text("person_id\nP1\n")  # breaks the people contract
+    config = make_config(data, tmp_path / "out")
+    paths = pipeline.RunPaths(tmp_path / "run")
+    paths.create()
+    serial_log, pool_log = [], []
+    serial = pipeline.check_sites_contracts(config, SITES, paths, serial_log.append, "serial")
+    monkeypatch.setattr(pipeline, "PARALLEL_CONTRACTS", 1)
+    pooled = pipeline.check_sites_contracts(config, SITES, paths, pool_log.append, "process")
+    assert [(s, r.status, r.message) for s, r in pooled.items()] == [(s, r.status, r.message) for s, r in serial.items()]
+    assert pooled["site_b"].status == "failed" and pooled["site_a"].status in ("ok", "warning")
+    assert [m.split("]")[0] for m in pool_log] == [f"[{s}" for s in SITES]
