@@ -35,10 +35,11 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy import stats
+from statsmodels.genmod.families import Poisson
+from statsmodels.genmod.generalized_linear_model import GLM  # not statsmodels.api: 0.4 s less per kernel
 
 from pcref_eval.style import apply_style, group_colours
 
@@ -213,7 +214,7 @@ def segmented_poisson(
     period = pd.factorize(frame["_t"], sort=True)[0]
     n_times = int(period.max()) + 1
     lags = newey_west_lags(n_times) if maxlags is None else int(maxlags)
-    res = sm.GLM(y, X, family=sm.families.Poisson(), offset=log_offset).fit()
+    res = GLM(y, X, family=Poisson(), offset=log_offset).fit()
     k = X.shape[1]
     if n_times - k < 1:
         raise ValueError(f"too few periods ({n_times}) for {k} parameters")
