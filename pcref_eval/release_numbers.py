@@ -66,6 +66,9 @@ _MONTHS = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?
 #: matter; every pattern is applied to the whole text before numbers are read.
 NON_DATA: list[tuple[str, re.Pattern]] = [(name, re.compile(p, re.IGNORECASE)) for name, p in (
     ("iso date/time", r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z?)?"),
+    # a run id (runner.pipeline.make_run_id): UTC time stamp and 8 hex digits of the config hash, which are all
+    # digits in about 1 run in 40 (then read as a number and the release withheld: found in a national run)
+    ("run id", r"\b\d{8}T\d{6}-\s*[0-9a-f]{8}\b"),  # a PDF line may wrap after the hyphen
     ("month or financial year", r"(?<![\d.,])(?:19|20)\d{2}[-/](?:0[1-9]|1[0-2]|\d{2})(?![\d.])(?![-/]\d)"),
     ("quarter", r"(?<![\w.])(?:19|20)\d{2}[ -]?Q[1-4]\b|\bQ[1-4][ -](?:19|20)\d{2}\b"),
     ("day month year", rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTHS}\b(?:\s+\d{{4}})?"),

@@ -175,6 +175,11 @@ def test_grammar_of_non_data_numbers():
           "doi:10.1080/01621459.1927.10502953; the 2nd quarter; aged 18-64 years; 12 months; pooled over 41 sites.")
     n, bad, counts = unexplained_numbers(ok, known, rounding=5, threshold=7)
     assert n > 30 and bad == [] and counts == []
+    for run_id in ("20261201T160624-55481804", "20261201T145536-d22fac38", "20261201T160624- 55481804"):  # all
+        # digits by chance; the last as pdftotext reads a board pack whose line wrapped after the hyphen
+        line = f"Board pack · run {run_id} · built 2026-12-01 16:13 UTC"
+        assert unexplained_numbers(line, known, rounding=5, threshold=7)[1:] == ([], [])
+    assert [b.number for b in unexplained_numbers("Run total 55481804.", known, 5, 7)[1]] == ["55481804"]
     n, bad, counts = unexplained_numbers("A rate of 56.88 in 2,021 people (1,237 detentions).", known, 5, 7)
     assert [b.number for b in bad] == ["56.88"] and [c.number for c in counts] == ["2,021", "1,237"]
 
