@@ -9,8 +9,10 @@ For each size it generates synthetic data once (kept under ``--data``), then run
 
 - **wall**: the full run's wall time (``--force``: nothing reused);
 - **peak memory**: the largest total resident memory of the run's whole process tree (the run,
-  its workers and notebook kernels), sampled every 0.2 s from /proc; also the largest single
-  process (``getrusage`` of children);
+  its workers, notebook kernels and Chromium), sampled every 0.2 s from /proc; beside it the largest
+  proportional set size (PSS: a page shared by n processes counts 1/n, so forked workers are not
+  counted twice), sampled every second from ``smaps_rollup``; also the largest single process
+  (``getrusage`` of children);
 - **machinery vs analysis**: per notebook, papermill's step time minus the time its cells ran
   (cell metadata ``papermill.duration``) is kernel start-up, parameter injection and saving; the
   report step is notebook conversion and rendering. Their sum is shown against the time spent in
@@ -70,17 +72,50 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def run_monitored(cmd: list[str], env: dict, cwd=None) -> tuple[float, int, int]:
-    """Run ``cmd``; return (wall seconds, peak tree RSS bytes, exit code)."""
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                children.setdefault(int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(int(d.name))
+            except (OSError, IndexError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_pss(pid: int) -> int:
+    """Total proportional set size (bytes) of ``pid`` and its descendants, from /proc/<pid>/smaps_rollup."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                total += next((int(line.split()[1]) * 1024 for line in fh if line.startswith("Pss:")), 0)
+        except OSError:
+            continue
+    return total
+
+
+def run_monitored(cmd: list[str], env: dict, cwd=None) -> tuple[float, int, int, int]:
+    """Run ``cmd``; return (wall seconds, peak tree RSS bytes, exit code, peak tree PSS bytes)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0
+    peak = peak_pss = 0
     stop = threading.Event()
 
     def sample():
-        nonlocal peak
+        nonlocal peak, peak_pss
+        k = 0
         while not stop.is_set():
             peak = max(peak, tree_rss(proc.pid))
+            if k % 5 == 0:  # PSS walks every mapping: once a second
+                peak_pss = max(peak_pss, tree_pss(proc.pid))
+            k += 1
             stop.wait(0.2)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -88,7 +123,7 @@ def run_monitored(cmd: list[str], env: dict, cwd=None) -> tuple[float, int, int]
     code = proc.wait()
     stop.set()
     t.join()
-    return time.perf_counter() - t0, peak, code
+    return time.perf_counter() - t0, peak, code, peak_pss
 
 
 def notebook_times(run_dir: Path, manifest: dict) -> dict:
@@ -153,15 +188,15 @@ def bench_size(people: int, args, env: dict) -> dict:
     base = [sys.executable, "-m", "pcref_eval.cli", "run", "--config", str(cfg), "--executor", args.executor]
     if args.workers:
         base += ["--workers", str(args.workers)]
-    wall, peak, code = run_monitored(base + ["--force"], env, cwd=env.get("PCREF_BENCH_CWD"))
+    wall, peak, code, peak_pss = run_monitored(base + ["--force"], env, cwd=env.get("PCREF_BENCH_CWD"))
     run_dir = max((p for p in (outputs / "runs").iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     t = notebook_times(run_dir, manifest)
-    cached_wall, cached_peak, cached_code = run_monitored(base, env, cwd=env.get("PCREF_BENCH_CWD"))
+    cached_wall, cached_peak, cached_code, _ = run_monitored(base, env, cwd=env.get("PCREF_BENCH_CWD"))
     machinery = t["kernel_overhead"] + t["report"]
     analysis = t["cells"] + t["contracts"]
     return {"people": people, "sites": args.sites, "status": manifest.get("status"), "exit": code,
-            "wall": wall, "peak_tree_gb": peak / 1e9, "machinery": machinery, "analysis": analysis,
+            "wall": wall, "peak_tree_gb": peak / 1e9, "peak_tree_pss_gb": peak_pss / 1e9, "machinery": machinery, "analysis": analysis,
             "machinery_share": machinery / max(machinery + analysis, 1e-9), **t,
             "cached_wall": cached_wall, "cached_exit": cached_code, "cached_share": cached_wall / wall}
 
@@ -195,7 +230,7 @@ def main(argv=None) -> int:
         if args.synth_only:
             continue
         print(f"  full run: {r['wall']:.1f} s wall, status {r['status']} (exit {r['exit']}), "
-              f"peak memory {r['peak_tree_gb']:.2f} GB (process tree)", flush=True)
+              f"peak memory {r['peak_tree_gb']:.2f} GB (process tree; PSS {r['peak_tree_pss_gb']:.2f} GB)", flush=True)
         print(f"  notebook machinery {r['machinery']:.1f} s (kernel start/papermill {r['kernel_overhead']:.1f} s + "
               f"report {r['report']:.1f} s) vs analysis {r['analysis']:.1f} s (cells {r['cells']:.1f} s + "
               f"contracts {r['contracts']:.1f} s): machinery {100 * r['machinery_share']:.0f}% of process time",
