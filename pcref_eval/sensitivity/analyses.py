@@ -30,7 +30,7 @@ from pcref_eval.detention import FOCUS_LABEL, focus_grouping, site_gap_estimates
 from pcref_eval.pooling import pool_random_effects
 from pcref_eval.publish import Aggregate
 from pcref_eval.survival.cox import CoxProblem, fit_problem
-from pcref_eval.survival.gap import GapResult, _combine, _design, gap_change, gap_rows, gap_terms, imd_mode
+from pcref_eval.survival.gap import GapResult, _design, gap_change, gap_rows, gap_terms, imd_mode
 
 from .ethnicity import ImputationConfig, with_handling
 from .finegray import fine_gray
@@ -127,20 +127,16 @@ class LeaveOneSiteOut:
 
 def _design_unchanged(problem: CoxProblem, covariates: list[str]) -> bool:
     """True when :func:`~pcref_eval.survival.gap.gap_change` would keep every covariate and every row of
-    ``problem``: no adjustment column constant, no sex or IMD level (0/1 column) without an event."""
-    event = problem.event > 0
-    for i, name in enumerate(covariates):
-        if name.startswith("eth[") or name == "post":  # kept even when constant, as the main analysis does
-            continue
-        col = problem.X[:, i]  # centred: a 0/1 column's level 1 is its maximum
-        hi = col.max() if col.size else 0.0
-        if col.size == 0 or col.min() == hi:
-            return False
-        if name.startswith(("sex[", "imd[")):
-            at = col == hi
-            if not event[at].any() or not event[~at].any():
-                return False
-    return True
+    ``problem``: no adjustment column constant, no sex or IMD level without an event
+    (:func:`~pcref_eval.estimability.eventless_levels`, as :func:`~pcref_eval.survival.gap.without_eventless_adjustment`)."""
+    from pcref_eval.estimability import eventless_levels
+    adjustment = [i for i, name in enumerate(covariates)  # eth and post terms are kept even when constant
+                  if not (name.startswith("eth[") or name == "post")]
+    if problem.n == 0 or any(np.ptp(problem.X[:, i]) == 0 for i in adjustment):
+        return False
+    levels = {covariates[i]: (problem.X[:, i] == problem.X[:, i].max()).astype(float)  # centred 0/1: 1 is the max
+              for i in adjustment if covariates[i].startswith(("sex[", "imd["))}
+    return not eventless_levels(levels, problem.event > 0).any()
 
 
 def fine_gray_gap_estimates(df: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -150,12 +146,7 @@ def fine_gray_gap_estimates(df: pd.DataFrame, reference: str) -> pd.DataFrame:
     data = design.assign(_time=pd.to_numeric(df["duration_days"]).to_numpy(float),
                          _status=pd.to_numeric(df["status"]).to_numpy(), _site=df["site_id"].to_numpy())
     model = fine_gray(data, "_time", "_status", list(design.columns), cause=STATUS_DETENTION, strata="_site")
-    main, inter = eth_terms[FOCUS_LABEL]
-    rows = []
-    for quantity, terms in (("hr_pre", [main]), ("hr_post", [main, inter]), ("ratio_post_pre", [inter])):
-        est, se = _combine(model.coef, model.variance, terms)
-        rows.append({"quantity": quantity, "log_estimate": est, "se": se})
-    return pd.DataFrame(rows)
+    return focus_estimates(gap_rows(model.coef, model.variance, {FOCUS_LABEL: eth_terms[FOCUS_LABEL]}))
 
 
 def _wald(res: pd.DataFrame, conf: float) -> pd.DataFrame:

@@ -273,7 +273,6 @@ class CoxProblem:
                         None if self.risk_weights is None else self.risk_weights[keep])
         return sub
 
-
     def _setup_weights(self, weights: np.ndarray) -> None:
         """Risk-set weights (IPCW, e.g. Fine-Gray): each row's exp(x'b) counts ``weight`` times in risk sets.
 
