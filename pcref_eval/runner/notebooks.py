@@ -40,16 +40,29 @@ def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path, ti
     # and TCP transport, so two kernels never share IPC socket files (the "Invalid Signature" then
     # 60 s timeout collision). The kernel's working folder is given to nbclient directly rather than
     # through papermill's ``cwd`` (a process-wide chdir, unsafe with several threads per worker).
-    with tempfile.TemporaryDirectory(prefix="pcref-kernel-") as runtime:
-        try:
-            pm.execute_notebook(
-                str(source), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
-                progress_bar=False, log_output=False, execution_timeout=timeout,
-                config=_kernel_config(Path(runtime)), resources={"metadata": {"path": str(cwd)}},
-                kernel_manager_class=_kernel_manager_class(kernel_log),
-            )
-        except PapermillExecutionError as exc:
-            raise NotebookFailed(source, f"{exc.ename}: {exc.evalue}".strip()) from None
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        with tempfile.TemporaryDirectory(prefix="pcref-kernel-") as runtime:
+            try:
+                pm.execute_notebook(
+                    str(source), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
+                    progress_bar=False, log_output=False, execution_timeout=timeout,
+                    config=_kernel_config(Path(runtime)), resources={"metadata": {"path": str(cwd)}},
+                    kernel_manager_class=_kernel_manager_class(kernel_log),
+                )
+                return
+            except PapermillExecutionError as exc:
+                raise NotebookFailed(source, f"{exc.ename}: {exc.evalue}".strip()) from None
+            except RuntimeError as exc:
+                if KERNEL_START_FAILED not in str(exc) or attempt == KERNEL_START_ATTEMPTS:
+                    raise
+
+
+#: Starting a kernel is tried this many times. jupyter_client picks five free TCP ports and the kernel then
+#: binds them; a kernel started beside it can take one in between ("Address already in use" in the kernel
+#: log; seen once in CI, with pytest-xdist and a process pool starting kernels together). No cell has run
+#: then, so starting again is safe.
+KERNEL_START_ATTEMPTS = 3
+KERNEL_START_FAILED = "Kernel died before replying to kernel_info"
 
 
 def _kernel_config(runtime: Path):

@@ -172,3 +172,32 @@ def test_contracts_checked_in_a_pool_match_one_process_and_log_in_site_order(dat
     assert [(s, r.status, r.message) for s, r in pooled.items()] == [(s, r.status, r.message) for s, r in serial.items()]
     assert pooled["site_b"].status == "failed" and pooled["site_a"].status in ("ok", "warning")
     assert [m.split("]")[0] for m in pool_log] == [f"[{s}" for s in SITES]
+
+
+def test_a_kernel_that_dies_while_starting_is_started_again(tmp_path, monkeypatch):
+    """A kernel that loses its port before replying (no cell run) is started again, up to 3 times in all."""
+    import papermill
+
+    from pcref_eval.runner import notebooks
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) < fail_times + 1:
+            raise RuntimeError(notebooks.KERNEL_START_FAILED)
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    fail_times = 2
+    notebooks.execute_notebook(SITE_NB, tmp_path / "out.ipynb", {}, tmp_path)
+    assert len(calls) == 3
+    calls.clear()
+    fail_times = 3
+    with pytest.raises(RuntimeError, match="kernel_info"):
+        notebooks.execute_notebook(SITE_NB, tmp_path / "out.ipynb", {}, tmp_path)
+    assert len(calls) == 3
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(
+        RuntimeError("something else")))
+    with pytest.raises(RuntimeError, match="something else"):
+        notebooks.execute_notebook(SITE_NB, tmp_path / "out.ipynb", {}, tmp_path)
+    assert len(calls) == 1  # other errors are not retried
