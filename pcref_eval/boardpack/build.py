@@ -34,6 +34,8 @@ MAX_SITE_PAGES = 4
 #: Print steps for the cross-site summary: the default layout fits 6 sites x 13 measures on one A4 landscape page;
 #: with more sites or measures it is printed again with smaller type until it fits (or the last step is reached).
 FIT_STEPS = ("", "tight", "tighter")
+#: Sites in one table of the sites x measures grid: more would not fit an A4 landscape page.
+SITES_PER_GRID = 6
 BOARD_DIR = "board"
 CROSS_SITE_STEM = "cross-site-summary"
 
@@ -258,10 +260,21 @@ def _cross_site_unit(comparison: str, unit: str) -> str:
     return f"<span class='unit'>{escape(what)}</span>"
 
 
-def sites_grid_html(x: D.CrossSiteBoard, icon_size: int = 15) -> str:
-    """Sites x core measures: ratio (95% CI) and the variation and assurance icons; then the detention gap change."""
+def sites_grid_html(x: D.CrossSiteBoard, icon_size: int = 15, per_table: int = SITES_PER_GRID) -> str:
+    """Sites x core measures: ratio (95% CI) and the variation and assurance icons; then the detention gap change.
+
+    One table for every ``per_table`` sites (in order), so that each fits the page's width however many sites
+    the run has; the icon key once, after the last.
+    """
     sites = x.sites
     measures = list(dict.fromkeys(r.measure for b in sites for r in b.rows))
+    tables = [_sites_grid_table(x, sites[i:i + per_table], measures, icon_size)
+              for i in range(0, len(sites), max(per_table, 1))]
+    return "".join(tables) + key_html(13)
+
+
+def _sites_grid_table(x: D.CrossSiteBoard, sites: list, measures: list[str], icon_size: int) -> str:
+    """One table of :func:`sites_grid_html` for ``sites``."""
     head = "<tr><th>Core measure</th>" + "".join(
         f"<th>{escape(b.name or b.site_id)}<span class='unit'>{escape(b.site_id)}"
         + (f", go-live {b.go_live:%b %Y}" if hasattr(b.go_live, "strftime") else "") + "</span></th>"
@@ -294,8 +307,7 @@ def sites_grid_html(x: D.CrossSiteBoard, icon_size: int = 15) -> str:
         for b in sites)
     body.append(f"<tr class='gap'><td class='m'>Detention gap after / before go-live<span class='unit'>ratio of "
                 f"hazard ratios; below 1 = narrowed</span></td>{gap_cells}</tr>")
-    return (f"<table class='grid sites'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
-            f"{key_html(13)}")
+    return f"<table class='grid sites'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def cross_site_html(x: D.CrossSiteBoard, run_id: str, synthetic: bool, fit: str = "") -> str:

@@ -558,7 +558,7 @@ def core_measures_cells(ctx: ReportContext) -> list:
             "Detention is one of several PCREF measures: restraint, seclusion and rapid tranquillisation, police and "
             "court referral, community treatment orders, experience of care and outcomes are shown alike.</p>"
             f"<p class='answer'><strong>Has the detention gap narrowed?</strong> {escape(BD.pooled_answer(x))}</p>"
-            + sites_grid_html(x))
+            + f"<div class='sites-grid'>{sites_grid_html(x)}</div>")
     return [html_cell(html, "summary")]
 
 
@@ -722,11 +722,13 @@ def implementation_cells(ctx: ReportContext) -> list:
     fmt = long.apply(lambda r: (f"{S.fmt_ratio(r.level_change)} ({S.fmt_ratio(r.level_change_lower)} to "
                                 f"{S.fmt_ratio(r.level_change_upper)})") if pd.notna(r.level_change)
                      and pd.notna(r.level_change_lower) else "not estimable", axis=1)
-    wide = long.assign(cell=fmt).pivot(index="measure", columns="site", values="cell")
-    wide = wide.reindex(list(dict.fromkeys(long["measure"]))).reset_index()
+    # a row a site, a column a measure: the table keeps its width however many sites the run has
+    wide = long.assign(cell=fmt).pivot(index="site", columns="measure", values="cell")
+    wide = wide.reindex(list(dict.fromkeys(long["site"])))[list(dict.fromkeys(long["measure"]))].reset_index()
+    wide.columns.name = None
     pub = ctx.publisher("summary")
-    sites = [c for c in wide.columns if c != "measure"]
-    rt = pub.release_table(Aggregate(wide, [], model=sites, labels=["measure"]), "implementation_by_site",
+    measures = [c for c in wide.columns if c != "site"]
+    rt = pub.release_table(Aggregate(wide, [], model=measures, labels=["site"]), "implementation_by_site",
                            "Level change at go-live in each measure's Black (all focus groups) / "
                            f"{ctx.reference} ratio, by site (interrupted time series, 95% CI; below 1 = the ratio "
                            "fell). Copied from each site's released implementation-effect table.",

@@ -28,6 +28,9 @@ FETCHING_ATTRS = {"img": ["src", "srcset"], "script": ["src"], "link": ["href"],
                   "use": ["href", "xlink:href"], "feimage": ["href", "xlink:href"], "base": ["href"]}
 #: Tables with more columns than this go on a landscape page in print.
 WIDE_TABLE_COLUMNS = 9
+#: Tables with more columns than this also get a smaller print font, so that they fit a landscape page (a table
+#: wider than its page makes Chromium shrink the whole document to fit).
+VERY_WIDE_TABLE_COLUMNS = 18
 CSS_URL = re.compile(r"url\(\s*['\"]?(?!data:|#)([^'\")]+)['\"]?\s*\)|@import", re.IGNORECASE)
 
 
@@ -161,6 +164,8 @@ def finalize_html(html: str) -> tuple[str, list[CatalogueEntry]]:
         if n_cols > WIDE_TABLE_COLUMNS:
             wrap["class"] = list(dict.fromkeys([*wrap.get("class", []), "wide"]))
             table["class"] = list(dict.fromkeys([*table.get("class", []), "wide"]))
+        if n_cols > VERY_WIDE_TABLE_COLUMNS:
+            table["class"] = list(dict.fromkeys([*table.get("class", []), "very-wide"]))
     for table in soup.select("table.pcref-table"):
         _p_values_below_precision(table)
         _reference_rows(table)

@@ -18,7 +18,7 @@ from bs4 import BeautifulSoup
 
 from pcref_eval.boardpack import data as D
 from pcref_eval.boardpack.build import (FIT_STEPS, MAX_SITE_PAGES, cross_site_html, pdf_page_count, site_pack_html,
-                                         write_cross_site_on_one_page, write_pdf)
+                                         sites_grid_html, write_cross_site_on_one_page, write_pdf)
 from pcref_eval.boardpack.icons import ASSURANCE, VARIATION, assurance_svg, normalise_icon, variation_svg
 from pcref_eval.report.render import png_is_blank
 from tests.report.conftest import SITE_IDS
@@ -328,6 +328,37 @@ def test_cross_site_summary_shrinks_type_rather_than_run_over(board_run, tmp_pat
     assert pages == 1
     body = BeautifulSoup((tmp_path / "cross.html").read_text(), "html.parser").body["class"]
     assert set(body) & set(FIT_STEPS[1:]), body  # it had to shrink, and the HTML kept is the one printed
+
+
+def test_cross_site_grid_of_many_sites_is_one_table_per_six_sites_each_within_the_page(board_run, tmp_path):
+    """A national run (here 20 sites) gets tables of at most 6 sites, every site once and in order; printed by
+    Chromium, nothing is wider than the page (a probe word keeps its width: Chromium shrinks a page that overflows)."""
+    require_chromium()
+    import copy
+    cross = _six_sites(board_run)
+    sites = [copy.deepcopy(cross.sites[i % 6]) for i in range(20)]
+    for i, b in enumerate(sites):
+        b.site_id = f"s{i:02d}"
+    cross.per_site = {b.site_id: cross.per_site[cross.sites[0].site_id] for b in sites}
+    cross.sites = sites
+    soup = BeautifulSoup(sites_grid_html(cross), "html.parser")
+    tables = soup.select("table.sites")
+    assert [len(t.select("thead th")) - 1 for t in tables] == [6, 6, 6, 2]
+    assert [s.get_text().split(",")[0] for s in soup.select("thead th .unit")] == [b.site_id for b in sites]
+    assert all(len(t.select("tbody tr")) == len(sites[0].rows) + 1 for t in tables)
+
+    def probe_width(html: str, name: str) -> float:
+        (tmp_path / f"{name}.html").write_text(html, encoding="utf-8")
+        pdf, _ = write_pdf(tmp_path / f"{name}.html", "chromium")
+        out = subprocess.run([require_poppler("pdftotext"), "-f", "1", "-l", "1", "-bbox", str(pdf), "-"],
+                             capture_output=True, text=True, check=True).stdout
+        x0, x1 = re.search(r'xMin="([\d.]+)"[^>]*xMax="([\d.]+)"[^>]*>Scaleprobe<', out).groups()
+        return float(x1) - float(x0)
+
+    page = cross_site_html(cross, "run", True, fit=FIT_STEPS[0])
+    probe = page.replace("<main>", "<main><p>Scaleprobe</p>", 1)
+    alone = re.sub(r"<main>.*</main>", "<main><p>Scaleprobe</p></main>", page, flags=re.S)
+    assert probe_width(probe, "grid") == pytest.approx(probe_width(alone, "alone"), rel=1e-3)
 
 
 def test_site_packs_printed_by_chromium_are_at_most_four_pages(board_run, tmp_path):
