@@ -367,6 +367,8 @@ def write_pdf_weasyprint(html: str, out: Path) -> Path:
     for name in ("weasyprint", "fontTools"):
         logging.getLogger(name).setLevel(logging.ERROR)
     weasyprint.HTML(string=html, url_fetcher=_offline_fetcher(), base_url=str(out.parent)).write_pdf(str(out))
+    from pcref_eval.report.pdf_parts import relative_file_links
+    relative_file_links(out, out.parent)
     return out
 
 
@@ -414,7 +416,19 @@ def chromium_flags(user_data_dir: Path) -> list[str]:
 
 
 def write_pdf_chromium(html_path: Path, out: Path, timeout: int = 180) -> Path:
-    """A4 PDF with headless Chromium (when installed); the print stylesheet sets the page size."""
+    """A4 PDF with headless Chromium (when installed); the print stylesheet sets the page size.
+
+    A long document is printed in parts and joined (:func:`pcref_eval.report.pdf_parts.print_in_parts`);
+    links to the release's other files are made relative (:func:`~pcref_eval.report.pdf_parts.relative_file_links`).
+    """
+    from pcref_eval.report.pdf_parts import print_in_parts, relative_file_links
+    print_in_parts(html_path, out, lambda page, pdf: print_chromium(page, pdf, timeout))
+    relative_file_links(out, html_path.parent)
+    return out
+
+
+def print_chromium(html_path: Path, out: Path, timeout: int = 180) -> Path:
+    """``html_path`` printed by headless Chromium as it is, to ``out``."""
     exe = find_chromium()
     if exe is None:
         raise FileNotFoundError("chromium is not installed; use the WeasyPrint PDF engine")
