@@ -111,6 +111,10 @@ NON_DATA: list[tuple[str, re.Pattern]] = [(name, re.compile(p, re.IGNORECASE)) f
     ("unit of time", r"\b\d+\s*(?:-\s*)?(?:months?|years?|weeks?|days?|quarters?)\b"),
 )]
 
+#: Grammar entries that name a month: the year in "go-live Oct 2022" is not a count of the word after it, even
+#: where a PDF's text runs a table header into the next row ("Oct 2022 Referrals via ..."). A bare year is
+#: not among them: "2023 referrals" is read as a count.
+DATED = frozenset({"day month year", "month year"})
 #: A number as printed: optional minus (ASCII or U+2212), digits with optional thousands separators, decimals.
 _NUMBER = re.compile(r"(?<![\w.])([-\u2212]?)(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w]|\.\d)")
 #: Words that say the number before them counts people or events.
@@ -285,9 +289,12 @@ def unexplained_numbers(text: str, known: ReleasedValues, rounding: int, thresho
     Returns (numbers read, unexplained numbers, whole numbers next to a count word that are not released counts).
     """
     covered = np.zeros(len(text) + 1, dtype=bool)
-    for _name, pat in NON_DATA:
+    dated = np.zeros(len(text) + 1, dtype=bool)  # inside a date that names its month: a year, never a count
+    for name, pat in NON_DATA:
         for m in pat.finditer(text):
             covered[m.start():m.end()] = True
+            if name in DATED:
+                dated[m.start():m.end()] = True
     for a, b in extra_spans or ():
         covered[a:b] = True
     n = 0
@@ -299,7 +306,7 @@ def unexplained_numbers(text: str, known: ReleasedValues, rounding: int, thresho
         value = float(digits)
         decimals = len(m.group(3)) - 1 if m.group(3) else 0
         ctx = _context(text, m.start(), m.end())
-        if decimals == 0 and _COUNT_WORDS.match(text[m.end():m.end() + 30]):
+        if decimals == 0 and _COUNT_WORDS.match(text[m.end():m.end() + 30]) and not dated[m.start():m.end()].all():
             if value > threshold and rounding > 1 and value % rounding:  # 1..threshold: the small_count rule
                 counts.append(Found("", m.group(0), ctx, m.start()))
                 continue

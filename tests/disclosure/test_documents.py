@@ -182,6 +182,11 @@ def test_grammar_of_non_data_numbers():
     assert [b.number for b in unexplained_numbers("Run total 55481804.", known, 5, 7)[1]] == ["55481804"]
     n, bad, counts = unexplained_numbers("A rate of 56.88 in 2,021 people (1,237 detentions).", known, 5, 7)
     assert [b.number for b in bad] == ["56.88"] and [c.number for c in counts] == ["2,021", "1,237"]
+    # pdftotext runs a grid's last header into its first row (found in a 50-site cross-site board pack)
+    line = "site_ak, go-live Oct 2022 Referrals via the justice system; from 1 March 2023 people were asked"
+    assert unexplained_numbers(line, known, rounding=5, threshold=7)[1:] == ([], [])
+    n, bad, counts = unexplained_numbers("In 2023 referrals were counted.", known, 5, 7)
+    assert [c.number for c in counts] == ["2023"], "a bare year before a count word is still read as a count"
 
 
 def test_released_value_explains_its_shown_decimals():
