@@ -32,6 +32,7 @@ from pcref_eval.contracts.report import plain_check_name, plain_check_text
 from pcref_eval.disclosure import DisclosurePolicy, Proportion
 from pcref_eval.report import methods as M
 from pcref_eval.report import render as R
+from pcref_eval.report.chromium import printing_sessions
 from pcref_eval.report import summary as S
 from pcref_eval.report.assemble import CleanStats, html_cell, html_output, notebook_sections, place_section
 from pcref_eval.report.routing import benchmark_summary_table, change_rows, csv_only_html, route_sections
@@ -893,8 +894,8 @@ def build_report(run_dir: Path, formats: list[str] | tuple[str, ...] = ("html",)
     # 50-site appendix takes Chromium about a minute) while the board packs are built and printed beside them.
     # WeasyPrint renders in this process: one document at a time, board packs queued behind the documents.
     chromium = engine == "chromium"
-    with ThreadPoolExecutor(max_workers=2 if chromium else 1) as background, \
-            ThreadPoolExecutor(max_workers=1) as board_printer:
+    with printing_sessions(), ThreadPoolExecutor(max_workers=2 if chromium else 1) as background, \
+            ThreadPoolExecutor(max_workers=1) as board_printer:  # a browser a thread (report.chromium)
         made, entries = {}, {}
         for stem in sorted(docs, key=lambda d: -len(docs[d].cells)):  # the longest first: its PDF takes longest
             made[stem], entries[stem] = render_document(docs[stem], ctx, stem, formats, engine, background)

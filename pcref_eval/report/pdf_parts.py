@@ -132,15 +132,19 @@ def page_number_html(html: str, wide: list[bool]) -> str:
 
 
 def print_in_parts(html_path: Path, out: Path, print_pdf: Callable[[Path, Path], Path],
-                   max_bytes: int | None = None) -> Path:
+                   max_bytes: int | None = None, link_base: Path | None = None) -> Path:
     """Print ``html_path`` to ``out`` with ``print_pdf(html, pdf)``: in one piece, or in parts joined by pikepdf.
 
-    ``max_bytes``: the parts' size limit (default :data:`PART_BYTES`).
+    ``max_bytes``: the parts' size limit (default :data:`PART_BYTES`). ``link_base``: make links to files
+    under it relative (:func:`relative_file_links`).
     """
     html = html_path.read_text(encoding="utf-8")
     parts = html_parts(html, max_bytes)
     if len(parts) == 1:
-        return print_pdf(html_path, out)
+        print_pdf(html_path, out)
+        if link_base is not None:
+            relative_file_links(out, link_base)
+        return out
     with tempfile.TemporaryDirectory(prefix=".pcref-parts-", dir=out.parent) as tmp:
         pdfs = []
         for i, part in enumerate(parts):  # one at a time: each needs Chromium's memory for its own layout
@@ -154,7 +158,7 @@ def print_in_parts(html_path: Path, out: Path, print_pdf: Callable[[Path, Path],
         numbers.write_text(page_number_html(html, page_orientations(pdfs)), encoding="utf-8")
         stamps = print_pdf(numbers, Path(tmp) / "page-numbers.pdf")
         joined = Path(tmp) / "joined.pdf"
-        join_parts(pdfs, stamps, joined, [part.borrowed for part in parts])
+        join_parts(pdfs, stamps, joined, [part.borrowed for part in parts], link_base)
         joined.replace(out)
     return out
 
@@ -169,7 +173,8 @@ def page_orientations(pdfs: list[Path]) -> list[bool]:
     return wide
 
 
-def join_parts(parts: list[Path], stamps: Path, out: Path, borrowed: list[frozenset[str]] | None = None) -> Path:
+def join_parts(parts: list[Path], stamps: Path, out: Path, borrowed: list[frozenset[str]] | None = None,
+               link_base: Path | None = None) -> Path:
     """One tagged PDF from Chromium's part PDFs, with each page overlaid by the same page of ``stamps``.
 
     The first part gives the catalogue (language, title, viewer preferences). Later parts' pages are
@@ -177,7 +182,8 @@ def join_parts(parts: list[Path], stamps: Path, out: Path, borrowed: list[frozen
     (``/StructParents``, ``/StructParent``) are shifted past the keys already used, their element ids
     are prefixed with the part's number (with the table ``/Headers`` that cite them) and their named
     destinations are added to the catalogue's ``/Dests``, except those in ``borrowed[k]`` (part k's
-    stand-ins for ids held by other parts: see :func:`html_parts`).
+    stand-ins for ids held by other parts: see :func:`html_parts`). With ``link_base``, links to files under
+    it are made relative (:func:`relative_file_links`) before the one save.
     """
     import pikepdf
     with pikepdf.open(parts[0]) as joined:
@@ -192,6 +198,8 @@ def join_parts(parts: list[Path], stamps: Path, out: Path, borrowed: list[frozen
         tree.IDTree = ids.obj
         tree.ParentTreeNextKey = max(numbers.keys(), default=-1) + 1
         _stamp_pages(joined, stamps)
+        if link_base is not None:
+            _relative_links(joined, link_base)
         joined.save(out)
     return out
 
@@ -289,30 +297,34 @@ def relative_file_links(pdf_path: Path, base: Path) -> int:
     of the folder it printed in: a path of the analyst's machine in a released file, and a broken link
     once the release is moved. Returns the number of links changed.
     """
+    import pikepdf
+    with pikepdf.open(pdf_path, allow_overwriting_input=True) as pdf:
+        changed = _relative_links(pdf, base)
+        if changed:
+            pdf.save(pdf_path)
+    return changed
+
+
+def _relative_links(pdf, base: Path) -> int:
+    """:func:`relative_file_links` on an open PDF (not saved)."""
     import os
     from urllib.parse import quote, unquote, urlsplit
 
     import pikepdf
     base = base.resolve()
     changed = 0
-    with pikepdf.open(pdf_path, allow_overwriting_input=True) as pdf:
-        for page in pdf.pages:
-            annots = page.obj.get("/Annots")
-            if annots is None:
+    for page in pdf.pages:
+        for annot in page.obj.get("/Annots", []):
+            action = annot.get("/A")
+            uri = str(action.get("/URI", "")) if action is not None else ""
+            if not uri.startswith("file:"):
                 continue
-            for annot in annots:
-                action = annot.get("/A")
-                uri = str(action.get("/URI", "")) if action is not None else ""
-                if not uri.startswith("file:"):
-                    continue
-                changed += 1
-                parts = urlsplit(uri)
-                target = Path(unquote(parts.path))
-                if target.is_relative_to(base):
-                    action.URI = pikepdf.String(quote(os.path.relpath(target, base)) +
-                                                (f"#{parts.fragment}" if parts.fragment else ""))
-                else:  # outside the release: the link is kept as a box that goes nowhere
-                    del annot["/A"]
-        if changed:
-            pdf.save(pdf_path)
+            changed += 1
+            parts = urlsplit(uri)
+            target = Path(unquote(parts.path))
+            if target.is_relative_to(base):
+                action.URI = pikepdf.String(quote(os.path.relpath(target, base)) +
+                                            (f"#{parts.fragment}" if parts.fragment else ""))
+            else:  # outside the release: the link is kept as a box that goes nowhere
+                del annot["/A"]
     return changed

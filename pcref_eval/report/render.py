@@ -421,17 +421,30 @@ def write_pdf_chromium(html_path: Path, out: Path, timeout: int = 180) -> Path:
     A long document is printed in parts and joined (:func:`pcref_eval.report.pdf_parts.print_in_parts`);
     links to the release's other files are made relative (:func:`~pcref_eval.report.pdf_parts.relative_file_links`).
     """
-    from pcref_eval.report.pdf_parts import print_in_parts, relative_file_links
-    print_in_parts(html_path, out, lambda page, pdf: print_chromium(page, pdf, timeout))
-    relative_file_links(out, html_path.parent)
-    return out
+    from pcref_eval.report.pdf_parts import print_in_parts
+    return print_in_parts(html_path, out, lambda page, pdf: print_chromium(page, pdf, timeout),
+                          link_base=html_path.parent)
 
 
 def print_chromium(html_path: Path, out: Path, timeout: int = 180) -> Path:
-    """``html_path`` printed by headless Chromium as it is, to ``out``."""
+    """``html_path`` printed by headless Chromium as it is, to ``out``.
+
+    Inside :func:`pcref_eval.report.chromium.printing_sessions` by this thread's running browser; else (or if
+    that browser fails: it is closed, the failure logged) by ``chromium --print-to-pdf``.
+    """
+    from pcref_eval.report import chromium as C
     exe = find_chromium()
     if exe is None:
         raise FileNotFoundError("chromium is not installed; use the WeasyPrint PDF engine")
+    session = C.current_session(exe, [f for f in chromium_flags(Path()) if not f.startswith("--user-data-dir")])
+    if session is not None:
+        try:
+            return session.print_pdf(html_path, out)
+        except C.ChromiumError as e:
+            import logging
+            logging.getLogger(__name__).warning("chromium session failed on %s (%s); printing it on its own",
+                                                html_path.name, e)
+            C.discard_session(session)
     with tempfile.TemporaryDirectory(prefix="pcref-chromium-") as tmp:
         cmd = [exe, *chromium_flags(Path(tmp)), "--no-pdf-header-footer", f"--print-to-pdf={out}",
                html_path.resolve().as_uri()]
