@@ -269,7 +269,7 @@ def sites_grid_html(x: D.CrossSiteBoard, icon_size: int = 15, per_table: int = S
     sites = x.sites
     measures = list(dict.fromkeys(r.measure for b in sites for r in b.rows))
     tables = [_sites_grid_table(x, sites[i:i + per_table], measures, icon_size)
-              for i in range(0, len(sites), max(per_table, 1))]
+              for i in range(0, len(sites), per_table)]
     return "".join(tables) + key_html(13)
 
 

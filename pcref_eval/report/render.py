@@ -405,14 +405,15 @@ def find_chromium(path: str | None = None, candidates: tuple[str, ...] = CHROMIU
     return None
 
 
-def chromium_flags(user_data_dir: Path) -> list[str]:
-    """Flags for a headless Chromium that makes no network requests of its own."""
+def chromium_flags(user_data_dir: Path | None) -> list[str]:
+    """Flags for a headless Chromium that makes no network requests of its own (profile in ``user_data_dir``:
+    None leaves that flag to the caller)."""
+    profile = [f"--user-data-dir={user_data_dir}"] if user_data_dir is not None else []
     return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
             "--disable-default-apps", "--metrics-recording-only", "--mute-audio", "--no-default-browser-check",
             "--disable-domain-reliability", "--disable-client-side-phishing-detection",
-            "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication",
-            f"--user-data-dir={user_data_dir}"]
+            "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication", *profile]
 
 
 def write_pdf_chromium(html_path: Path, out: Path, timeout: int = 180) -> Path:
@@ -436,7 +437,7 @@ def print_chromium(html_path: Path, out: Path, timeout: int = 180) -> Path:
     exe = find_chromium()
     if exe is None:
         raise FileNotFoundError("chromium is not installed; use the WeasyPrint PDF engine")
-    session = C.current_session(exe, [f for f in chromium_flags(Path()) if not f.startswith("--user-data-dir")])
+    session = C.current_session(exe, chromium_flags(None))  # the session makes its own profile
     if session is not None:
         try:
             return session.print_pdf(html_path, out)

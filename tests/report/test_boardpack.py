@@ -22,6 +22,7 @@ from pcref_eval.boardpack.build import (FIT_STEPS, MAX_SITE_PAGES, cross_site_ht
 from pcref_eval.boardpack.icons import ASSURANCE, VARIATION, assurance_svg, normalise_icon, variation_svg
 from pcref_eval.report.render import png_is_blank
 from tests.report.conftest import SITE_IDS
+from tests.report.print_scale import print_scale
 from tests.system import require_chromium, require_poppler
 
 
@@ -347,18 +348,9 @@ def test_cross_site_grid_of_many_sites_is_one_table_per_six_sites_each_within_th
     assert [s.get_text().split(",")[0] for s in soup.select("thead th .unit")] == [b.site_id for b in sites]
     assert all(len(t.select("tbody tr")) == len(sites[0].rows) + 1 for t in tables)
 
-    def probe_width(html: str, name: str) -> float:
-        (tmp_path / f"{name}.html").write_text(html, encoding="utf-8")
-        pdf, _ = write_pdf(tmp_path / f"{name}.html", "chromium")
-        out = subprocess.run([require_poppler("pdftotext"), "-f", "1", "-l", "1", "-bbox", str(pdf), "-"],
-                             capture_output=True, text=True, check=True).stdout
-        x0, x1 = re.search(r'xMin="([\d.]+)"[^>]*xMax="([\d.]+)"[^>]*>Scaleprobe<', out).groups()
-        return float(x1) - float(x0)
-
     page = cross_site_html(cross, "run", True, fit=FIT_STEPS[0])
-    probe = page.replace("<main>", "<main><p>Scaleprobe</p>", 1)
-    alone = re.sub(r"<main>.*</main>", "<main><p>Scaleprobe</p></main>", page, flags=re.S)
-    assert probe_width(probe, "grid") == pytest.approx(probe_width(alone, "alone"), rel=1e-3)
+    scale = print_scale(page, tmp_path, "grid", lambda html, pdf: write_pdf(html, "chromium")[0])
+    assert scale == pytest.approx(1, rel=1e-3)
 
 
 def test_site_packs_printed_by_chromium_are_at_most_four_pages(board_run, tmp_path):

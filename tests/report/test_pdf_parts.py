@@ -18,6 +18,7 @@ import pytest
 
 from pcref_eval.report import pdf_parts as P
 from pcref_eval.report.render import find_chromium, print_chromium, write_pdf_chromium
+from tests.report.print_scale import print_scale
 from tests.system import require
 
 HEAD = "<html><head><title>t</title><style>p { margin: 0 }</style></head><body class='pcref-report'><main>"
@@ -237,31 +238,13 @@ def test_released_pdfs_link_to_release_files_relatively(built_run):
 
 
 def test_every_table_fits_its_page(built_run, tmp_path):
-    """Nothing is wider than its page: Chromium would shrink the whole document to fit it.
-
-    A probe word is printed alone and then followed by the whole report (each document in turn); its
-    width must not change.
-    """
+    """Nothing is wider than its page: Chromium would shrink the whole document to fit it (see print_scale)."""
     require(find_chromium(), "chromium", "chromium", "PDF printing checks")
     run_dir, _ = built_run
-    probe = "<p>Scaleprobe</p>"
-
-    def probe_width(html: str, name: str) -> float:
-        page = tmp_path / f"{name}.html"
-        page.write_text(html, encoding="utf-8")
-        words = _words(print_chromium(page, tmp_path / f"{name}.pdf"))[0]
-        (x0, _, _), = [w for w in words if w[2] == "Scaleprobe"]
-        xmax = re.findall(r'xMax="([\d.]+)"[^>]*>Scaleprobe<', subprocess.run(
-            [_poppler("pdftotext"), "-f", "1", "-l", "1", "-bbox", str(tmp_path / f"{name}.pdf"), "-"],
-            capture_output=True, text=True, check=True).stdout)
-        return float(xmax[0]) - x0
-
     for doc in ("report", "appendix-sites", "appendix-data-quality"):
         html = (run_dir / "release" / f"{doc}.html").read_text(encoding="utf-8")
-        head, main = html[:html.index("<main>") + 6], html[html.index("<main>") + 6:]
-        alone = probe_width(head + probe + "</main></body></html>", f"{doc}-alone")
-        with_doc = probe_width(head + probe + main, f"{doc}-with")
-        assert with_doc == pytest.approx(alone, rel=1e-3), f"{doc} is printed at {with_doc / alone:.3f} of its size"
+        scale = print_scale(html, tmp_path, doc, print_chromium)
+        assert scale == pytest.approx(1, rel=1e-3), f"{doc} is printed at {scale:.3f} of its size"
 
 
 def test_write_pdf_chromium_prints_a_long_document_in_parts(built_run, tmp_path, monkeypatch):
