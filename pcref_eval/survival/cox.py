@@ -334,15 +334,17 @@ class CoxProblem:
                 eta += b * self.X[:, i]
         return eta
 
-    def _sums(self, w: np.ndarray):
-        """Risk-set sums (R0, R1) and tied-event sums (E0, E1) of w and w x at each event time."""
-        s0, s1 = _block_moments(self.X, w, self.sub_starts)
+    def _sums(self, w: np.ndarray, X: np.ndarray | None = None):
+        """Risk-set sums (R0, R1) and tied-event sums (E0, E1) of w and w x at each event time
+        (``X``: other sorted columns than the design's, e.g. a covariate not in the model)."""
+        X = self.X if X is None else X
+        s0, s1 = _block_moments(X, w, self.sub_starts)
         seg, ev = self.sub_seg_starts, self.ev_sub
         R0 = _reverse_cumsum_within(s0, seg)[ev]
         R1 = _reverse_cumsum_within(s1, seg)[:, ev]
         E0, E1 = s0[ev], s1[:, ev]
         if self.entry is not None:
-            t0, t1 = _grouped_moments(self.X, w, self.entry_block, self.e_starts.size)
+            t0, t1 = _grouped_moments(X, w, self.entry_block, self.e_starts.size)
             has = self.entry_map >= 0
             m = self.entry_map[has]
             R0[has] -= _reverse_cumsum_within(t0, self.e_seg_starts)[m]
@@ -392,6 +394,39 @@ class CoxProblem:
         mm = _matmul_inner_chunked
         cross = mm(der.R1 * c1, der.E1.T)
         return second_moment - mm(der.R1 * c0, der.R1.T) + cross + cross.T - mm(der.E1 * c2, der.E1.T)
+
+    def cross_information_by_stratum(self, der: _Derivatives, z: np.ndarray) -> np.ndarray:
+        """Information between the model's covariates and a covariate ``z`` not in it, one column per stratum.
+
+        Column g is -d2 loglik / (d beta d gamma_g) at ``der`` (gamma_g = 0) for the covariate
+        ``z * [stratum == g]``: the same Efron terms as :meth:`block_information`, with the second
+        moments and risk-set sums of ``w x z`` in place of ``w x x'``. Risk sets lie within a
+        stratum, so stratum g's column sums only its own event times. ``z``: one value per row in the
+        caller's (unsorted) order. Returns (p, strata); used for the omitted-covariate sensitivity
+        ``V @ C`` of the coefficients (e.g. to a site-specific drift).
+        """
+        zs = np.asarray(z, dtype=np.float64)
+        zs = zs[self.order] if self.order is not None else zs
+        zs = (zs - zs.mean())[:, None] if zs.size else zs[:, None]  # centred, as X (the terms are shift-free)
+        _, Rz, _, Ez = self._sums(der.w, np.asfortranarray(zs))
+        Rz, Ez = Rz[0], Ez[0]
+        n_strata = int(self.codes.max()) + 1 if self.n else 0
+        # second moments: sum_i w_i (A(t_i) - A(entry_i)) x_i z_i - sum_events w b x z, by stratum
+        A = np.concatenate([[0.0], _cumsum_within(der.a, self.ev_seg_starts)])
+        row_w = der.w * A[self.row_last_event + 1]
+        if self.entry is not None:
+            row_w = row_w - der.w * A[self.row_entry_last_event + 1]
+        row_w = row_w * zs[:, 0]
+        out = np.zeros((self.p, n_strata))
+        bounds = np.flatnonzero(np.r_[True, self.codes[1:] != self.codes[:-1], True]) if self.n else np.zeros(1, int)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            out[:, self.codes[a]] += self.X[a:b].T @ row_w[a:b]
+        ev_w = der.w[self.ev_rows] * der.b[self.block_of_event] * zs[self.ev_rows, 0]
+        np.add.at(out.T, self.codes[self.ev_rows], -(self.X_ev * ev_w[:, None]))
+        # products of risk-set and event sums at each event time, by the event time's stratum
+        per_event = (der.R1 * (der.c1 * Ez - der.c0 * Rz) + der.E1 * (der.c1 * Rz - der.c2 * Ez))
+        np.add.at(out.T, self.event_code, per_event.T)
+        return out
 
     def event_means(self, der: _Derivatives) -> np.ndarray:
         """Efron-averaged risk-set mean of x at each event time, (m, p), centred scale."""
