@@ -63,6 +63,7 @@ from pcref_eval.survival.cox import CoxProblem, CoxResult, fit_problem
 EVENT_YEAR_BINS = 3  # years since go-live 0, 1, 2+ (the last bin open-ended)
 DROP = "-"  # label of rows left out: focus follow-up after go-live of a cohort with no focus event then
 FIRST_YEAR_BIN_MONTHS = 3  # year 0 in quarters: the effect builds up within it (see the module docstring)
+BY_YEAR_COLUMNS = ["event_year", "log_estimate", "se", "drift_ss", "focus_days", "focus_events"]
 
 
 def event_bin_starts(bins: int = EVENT_YEAR_BINS, first_year_months: int = FIRST_YEAR_BIN_MONTHS) -> tuple[int, ...]:
@@ -82,12 +83,30 @@ class CalendarCoxResult:
     model: CoxResult | None  # None when not estimable (``note`` says why)
     cells: pd.DataFrame  # term, cohort, event_year, coef, se, focus_days, focus_events
     effect: WeightedEffect
-    by_event_year: pd.DataFrame  # event_year, log_estimate, se, focus_days, focus_events
+    by_event_year: pd.DataFrame  # BY_YEAR_COLUMNS (drift_ss: sum of squared drift sensitivities, see below)
     dropped_quarters: list[str]
     note: str = ""  # why the effect is not estimable ("" when it is)
     #: the effect with a sandwich variance clustered by site (G / (G - 1) scaled), recorded as a check; never the
     #: reported interval: with 3-6 sites it is far too small (coverage 32-67% in docs/simulation-study.md)
     effect_site_robust: WeightedEffect | None = None
+    #: change of the log effect per unit (log hazard ratio per year) of a drift of one site's focus/reference gap
+    #: that the model leaves out, by site (:func:`drift_sensitivity`)
+    drift_sensitivity: pd.Series | None = None
+
+    def effect_allowing_drift(self, sd_per_year: float) -> WeightedEffect:
+        """The effect with its variance widened for site-specific drift of the gap: se^2 + sd^2 * sum_s w_s^2.
+
+        Each site's focus/reference log hazard ratio may drift linearly in calendar time on its own,
+        independently across sites with SD ``sd_per_year`` (a random slope; the drift common to all
+        sites is absorbed by the focus x quarter terms). ``w_s`` (:attr:`drift_sensitivity`) is how
+        far the estimate moves per unit of site s's drift, so the drifts add variance
+        ``sd^2 * sum w_s^2`` to the estimate (omitted-covariate sensitivity; docs/simulation-study.md).
+        """
+        e = self.effect
+        if self.drift_sensitivity is None or not np.isfinite(e.se):
+            return e
+        extra = sd_per_year ** 2 * float(np.sum(self.drift_sensitivity.to_numpy() ** 2))
+        return WeightedEffect(e.log_estimate, float(np.sqrt(e.se ** 2 + extra)), e.conf)
 
 
 def split_rows(ac: pd.DataFrame, design: StaggeredDesign,
@@ -253,13 +272,19 @@ def _indicator_columns(rows: pd.DataFrame, label: pd.Series, design: StaggeredDe
     return columns
 
 
-def _site_trend_columns(rows: pd.DataFrame, design: StaggeredDesign) -> list[tuple[str, object]]:
-    """(name, builder) of focus x site linear trends in calendar time (years from the window start, by quarter),
-    one per site but the first (the focus x quarter terms hold the common path)."""
-    focus = rows["focus"].to_numpy() == 1
-    site = rows["site_id"].to_numpy()
+def focus_years(rows: pd.DataFrame, design: StaggeredDesign) -> np.ndarray:
+    """Calendar time of focus rows in years from the window start, by quarter (0 on reference rows):
+    the covariate of a linear drift of the focus/reference gap."""
     years = design.quarter_of_month(rows["month"].to_numpy()) / 4.0
-    return [(f"trend:site[{s}]", lambda s=s: np.where(focus & (site == s), years, 0.0))
+    return np.where(rows["focus"].to_numpy() == 1, years, 0.0)
+
+
+def _site_trend_columns(rows: pd.DataFrame, design: StaggeredDesign) -> list[tuple[str, object]]:
+    """(name, builder) of focus x site linear trends in calendar time (:func:`focus_years`), one per site but
+    the first (the focus x quarter terms hold the common path)."""
+    site = rows["site_id"].to_numpy()
+    years = focus_years(rows, design)
+    return [(f"trend:site[{s}]", lambda s=s: np.where(site == s, years, 0.0))
             for s in sorted(set(site.tolist()))[1:]]
 
 
@@ -313,7 +338,7 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
         cd = calendar_cox_data(ac, design, adjust, bins, first_year_months, leave_out=left_out,
                                site_trends=site_trends)
         try:
-            model, robust = _fit(cd)
+            model, robust, cross = _fit(cd, focus_years(cd.rows, design))
         except ValueError as exc:  # no events left, or Newton met a singular information matrix
             return _not_estimable(cd, f"not estimable: {exc}")
         indicators = [c for c in cd.covariates if c.startswith(("focus:", "pcref["))]
@@ -341,16 +366,37 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     sites = len(model.strata or [])
     effect_site_robust = (weighted_effect(model.coef[terms], robust.loc[terms, terms] * sites / (sites - 1),
                                           cells["focus_days"].to_numpy()) if sites > 1 else None)
+    sensitivity = drift_sensitivity(model.variance, cross, terms, cells["focus_days"].to_numpy())
     by_year = []
     for year, part in cells.groupby("event_year"):
-        w = weighted_effect(model.coef[part["term"]], model.variance.loc[part["term"], part["term"]],
-                            part["focus_days"].to_numpy())
-        by_year.append({"event_year": int(year), "log_estimate": w.log_estimate, "se": w.se,
+        terms_y, days_y = list(part["term"]), part["focus_days"].to_numpy()
+        w = weighted_effect(model.coef[terms_y], model.variance.loc[terms_y, terms_y], days_y)
+        drift_ss = float((drift_sensitivity(model.variance, cross, terms_y, days_y) ** 2).sum())
+        by_year.append({"event_year": int(year), "log_estimate": w.log_estimate, "se": w.se, "drift_ss": drift_ss,
                         "focus_days": float(part["focus_days"].sum()), "focus_events": int(part["focus_events"].sum())})
-    by_year = pd.DataFrame(by_year, columns=["event_year", "log_estimate", "se", "focus_days", "focus_events"])
+    by_year = pd.DataFrame(by_year, columns=BY_YEAR_COLUMNS)
     note = "" if terms else "not estimable: no PCREF cell with focus-group detentions and a comparison left"
     return CalendarCoxResult(model=model, cells=cells, effect=effect, by_event_year=by_year,
-                             dropped_quarters=cd.dropped_quarters, note=note, effect_site_robust=effect_site_robust)
+                             dropped_quarters=cd.dropped_quarters, note=note, effect_site_robust=effect_site_robust,
+                             drift_sensitivity=sensitivity)
+
+
+def drift_sensitivity(variance: pd.DataFrame, cross: pd.DataFrame, terms: list[str], weights: np.ndarray
+                      ) -> pd.Series:
+    """How far the average PCREF effect moves per unit of a drift of one site's gap the model leaves out.
+
+    If site s's focus/reference log hazard ratio drifts by ``d_s`` per year and the model omits it,
+    the coefficients move by ``V C_s d_s`` (to first order: the omitted-covariate bias of a
+    likelihood fit, V the inverse information and C_s the information between the model's
+    covariates and the omitted ``focus x years x [site s]``). The effect is ``a'b`` (``a`` the
+    cells' normalised person-time weights), so it moves by ``w_s d_s`` with ``w_s = a' (V C_s)[cells]``.
+    A drift shared by all sites is absorbed by the focus x quarter terms: the ``w_s`` sum to zero.
+    """
+    if not terms:
+        return pd.Series(dtype=float)
+    a = np.asarray(weights, float) / np.sum(weights)
+    moved = variance.loc[terms].to_numpy() @ cross.to_numpy()  # (cells, sites)
+    return pd.Series(a @ moved, index=cross.columns, name="drift_sensitivity")
 
 
 def _not_estimable(cd: CalendarCoxData, note: str) -> CalendarCoxResult:
@@ -358,17 +404,23 @@ def _not_estimable(cd: CalendarCoxData, note: str) -> CalendarCoxResult:
     nan = float("nan")
     cells = pd.DataFrame(columns=["term", "cohort", "event_year", "event_month", "coef", "se", "focus_days",
                                   "focus_events"])
-    by_year = pd.DataFrame(columns=["event_year", "log_estimate", "se", "focus_days", "focus_events"])
+    by_year = pd.DataFrame(columns=BY_YEAR_COLUMNS)
     return CalendarCoxResult(model=None, cells=cells, effect=WeightedEffect(nan, nan), by_event_year=by_year,
                              dropped_quarters=cd.dropped_quarters, note=note)
 
 
-def _fit(cd: CalendarCoxData) -> tuple[CoxResult, pd.DataFrame]:
+def _fit(cd: CalendarCoxData, drift: np.ndarray | None = None
+         ) -> tuple[CoxResult, pd.DataFrame, pd.DataFrame | None]:
     """Stratified (by site) Efron Cox fit of the design, which it sorts in place and then drops; with the
-    sandwich variance clustered by site (:meth:`~pcref_eval.survival.cox.CoxResult.robust_variance_by_stratum`)."""
+    sandwich variance clustered by site (:meth:`~pcref_eval.survival.cox.CoxResult.robust_variance_by_stratum`)
+    and the information between the covariates and ``drift`` (one row value each) at each site, left out of the
+    model (:meth:`~pcref_eval.survival.cox.CoxProblem.cross_information_by_stratum`; columns: sites)."""
     levels, codes = np.unique(cd.rows["site_id"].to_numpy(), return_inverse=True)
     problem = CoxProblem(cd.X, cd.rows["stop"].to_numpy(float), cd.rows["event"].to_numpy(float), codes,
                          cd.rows["start"].to_numpy(float), "efron", overwrite_X=True)
     cd.X = None  # sorted and centred in place by the problem: no longer the design as built
     model = fit_problem(problem, cd.covariates, strata=list(levels))
-    return model.without_design(), model.robust_variance_by_stratum()  # the model is kept by callers: ~3 GB
+    cross = None if drift is None else pd.DataFrame(problem.cross_information_by_stratum(model.derivatives, drift),
+                                                    index=cd.covariates, columns=list(levels))
+    # the model is kept by callers without its design (~3 GB at national size)
+    return model.without_design(), model.robust_variance_by_stratum(), cross

@@ -123,7 +123,7 @@ def test_quasi_separated_terms_are_left_out_and_the_model_refitted(demo):
     assert hole.sum() > 0
     ac.loc[hole, "event"] = 0
     data = cc.calendar_cox_data(ac, design)
-    diverged_fit, _ = cc._fit(data)
+    diverged_fit, *_ = cc._fit(data)
     indicators = [c for c in data.covariates if c.startswith(("focus:", "pcref["))]
     assert diverged_terms(indicators, diverged_fit.coef[indicators],
                           np.diag(diverged_fit.variance.loc[indicators, indicators])) == [
@@ -157,7 +157,7 @@ def test_focus_rows_of_a_quarter_without_focus_events_are_left_out(demo, monkeyp
     monkeypatch.setattr(cc, "_without_eventless_focus", lambda rows, label, design, adjust: (rows, label))
     kept = cc.calendar_cox_data(ac, design)
     assert ((kept.rows["focus"] == 1) & (kept.rows["month"] < 3)).any()
-    diverging, _ = cc._fit(kept)
+    diverging, *_ = cc._fit(kept)
     focus_terms = [c for c in kept.covariates if c.startswith("focus:")]
     assert np.abs(diverging.coef[focus_terms]).max() > 20
     np.testing.assert_allclose(r.cells["coef"], diverging.coef[r.cells["term"]], atol=1e-3)
@@ -184,3 +184,30 @@ def test_site_trends_option_adds_one_linear_trend_per_site_but_the_first(demo):
     np.testing.assert_allclose(col[own], (rows["month"].to_numpy()[own] // 3) / 4.0)
     r = calendar_time_cox(ac, design, site_trends=True)
     assert np.isfinite(r.effect.log_estimate) and r.effect.se > calendar_time_cox(ac, design).effect.se
+
+
+def test_drift_sensitivity_predicts_the_site_trend_models_estimate(demo):
+    """w_s (how far the effect moves per unit of site s's drift left out of the model) is checked against a
+    second fit: the model with each site's trend estimated. To first order the main estimate minus that model's
+    equals sum_s w_s * trend_s (the first site's trend is the reference, 0). A drift common to every site is
+    absorbed by the focus x quarter terms, so the w_s sum to zero."""
+    cohort, go_live, _ = demo
+    keep = ["site_a", "site_c", "site_f"]
+    part = cohort[cohort["site_id"].isin(keep)].sample(frac=0.5, random_state=3)
+    design = design_from_sites({s: go_live[s] for s in keep}, START, END)
+    ac = analysis_cohort(part, "White British", START)
+    main = calendar_time_cox(ac, design)
+    trended = calendar_time_cox(ac, design, site_trends=True)
+    w = main.drift_sensitivity
+    assert list(w.index) == keep and abs(w.sum()) < 1e-8 * np.abs(w).max()
+    assert np.abs(w).max() > 0.3  # the live sites' estimates lean on their drift
+    trend = trended.model.coef
+    predicted = sum(w[s] * trend.get(f"trend:site[{s}]", 0.0) for s in keep)
+    observed = main.effect.log_estimate - trended.effect.log_estimate
+    assert abs(observed) > 0.02  # the check has something to predict
+    assert abs(predicted - observed) < 0.05 * abs(observed), (predicted, observed)
+    # the allowance adds sd^2 * sum w^2 to the variance; 0 gives the model-based interval
+    assert main.effect_allowing_drift(0.0) == main.effect
+    wide = main.effect_allowing_drift(0.05)
+    assert wide.log_estimate == main.effect.log_estimate
+    assert wide.se ** 2 == pytest.approx(main.effect.se ** 2 + 0.05 ** 2 * float((w ** 2).sum()), rel=1e-12)
