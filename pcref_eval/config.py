@@ -101,6 +101,16 @@ class DisclosureConfig(_Strict):
         return self
 
 
+class AttributionConfig(_Strict):
+    """Settings of the analysis that attributes a change in the gap to PCREF (pcref_eval.attribution)."""
+
+    #: SD across sites of a linear drift of a site's own focus/reference log hazard ratio per year, which the
+    #: main estimate's interval allows for (:meth:`~pcref_eval.attribution.calendar_cox.CalendarCoxResult.effect_allowing_drift`).
+    #: An assumption, stated in the report: parallel trends hold on average over sites but each site's gap may wander
+    #: by about this much a year (0.02: about 2% a year on the ratio scale); 0 gives the model-based interval.
+    site_drift_sd_per_year: float = Field(default=0.02, ge=0.0, le=1.0)
+
+
 class OutputConfig(_Strict):
     """Where runs go and which report formats are written."""
 
@@ -122,6 +132,7 @@ class EvaluationConfig(_Strict):
     cohort: CohortConfig = CohortConfig()
     disclosure: DisclosureConfig = DisclosureConfig()
     outputs: OutputConfig = OutputConfig()
+    attribution: AttributionConfig = AttributionConfig()
     measures: list[MeasureDefinition] = Field(default_factory=list)  # user-declared measures (pcref_eval.measures)
 
     @field_validator("sites")

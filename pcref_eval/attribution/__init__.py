@@ -26,6 +26,7 @@ from pcref_eval.attribution.event_study import EventStudyResult, event_study, me
 from pcref_eval.attribution.naive import naive_before_after
 from pcref_eval.attribution.tables import (design_text, event_study_figure, event_study_table, event_year_table,
                                            headline_figure, headline_table, headline_text, pretrend_text)
+from pcref_eval.config import AttributionConfig
 
 __all__ = ["Attribution", "attribute", "calendar_time_cox", "cells", "design_from_sites", "design_text",
            "event_study", "event_study_figure", "event_study_table", "event_year_table", "headline_figure",
@@ -43,13 +44,21 @@ class Attribution:
     naive: WeightedEffect
     counts: dict
     site_roles: dict
+    settings: AttributionConfig = AttributionConfig()
+
+    @property
+    def main_effect(self) -> WeightedEffect:
+        """The reported main estimate: the calendar-time Cox effect with its interval allowing for each site's
+        gap drifting on its own (``settings.site_drift_sd_per_year``; docs/simulation-study.md)."""
+        return self.cox.effect_allowing_drift(self.settings.site_drift_sd_per_year)
 
 
-def attribute(cohort: pd.DataFrame, go_live: dict[str, date], reference: str, start: date, end: date
-              ) -> Attribution:
+def attribute(cohort: pd.DataFrame, go_live: dict[str, date], reference: str, start: date, end: date,
+              settings: AttributionConfig = AttributionConfig()) -> Attribution:
     """Calendar-time Cox, event study and naive comparison of first detention on a pooled cohort.
 
-    ``start``: study window start; ``end``: last follow-up day (the latest extract date).
+    ``start``: study window start; ``end``: last follow-up day (the latest extract date); ``settings``: the
+    site-drift allowance of the main estimate's interval.
     """
     design = design_from_sites(go_live, start, end)
     ac = analysis_cohort(cohort, reference, start)
@@ -59,7 +68,8 @@ def attribute(cohort: pd.DataFrame, go_live: dict[str, date], reference: str, st
               "focus_not_live": int(c.loc[~live, "focus_events"].sum())}
     roles = {s: ("never live in window" if design.go_live_month(s) == NEVER else "live in window") for s in go_live}
     return Attribution(design=design, cox=calendar_time_cox(ac, design), event_study=event_study(c, design),
-                       naive=naive_before_after(cohort, go_live, reference), counts=counts, site_roles=roles)
+                       naive=naive_before_after(cohort, go_live, reference), counts=counts, site_roles=roles,
+                       settings=settings)
 
 
 def measure_event_studies(data: pd.DataFrame, measures: list[str], reference: str, design: StaggeredDesign

@@ -25,7 +25,7 @@ def _declared(agg):
 
 
 @pytest.mark.parametrize("make", [lambda a: headline_table(a, 7), lambda a: event_study_table(a.event_study, 7),
-                                  lambda a: event_year_table(a.cox, 7)])
+                                  lambda a: event_year_table(a, 7)])
 def test_every_column_is_declared_exactly_once(att, make):
     agg = make(att)
     assert _declared(agg) == sorted(agg.data.columns)
