@@ -169,6 +169,8 @@ def cmd_benchmark(args) -> int:
 # --- pcref-eval simulate (issue 11: simulation study of the attribution estimators) -------------------
 
 def _add_simulate_parser(sub) -> None:
+    from pcref_eval.config import AttributionConfig
+    from pcref_eval.simulate.run import ESTIMATORS
     from pcref_eval.simulate.scenarios import scenarios
     m = _command(sub, "simulate", "simulation study of the PCREF attribution estimators (bias, coverage); "
                  "re-running resumes (replicates already in OUT/replicates.jsonl are skipped)",
@@ -184,6 +186,11 @@ def _add_simulate_parser(sub) -> None:
     m.add_argument("--workers", type=positive_int, default=2, help="parallel processes")
     m.add_argument("--scenarios", nargs="+", default=list(scenarios()), metavar="NAME",
                    help=f"scenarios to run (default all: {', '.join(scenarios())})")
+    m.add_argument("--estimators", nargs="+", default=None, metavar="NAME",
+                   help="estimators to fit (default all: " + ", ".join(ESTIMATORS) + "); use a new --out for "
+                        "another set (a resumed study keeps what its replicates recorded)")
+    m.add_argument("--drift-sd", type=float, default=AttributionConfig().site_drift_sd_per_year,
+                   help="site-drift allowance (log hazard ratio per year) of calendar_cox_drift")
     m.add_argument("--docs", type=Path, default=None,
                    help="docs folder: rewrite the results in simulation-study.md and figures/simulation-study.png")
     m.add_argument("--summarise-only", action="store_true",
@@ -194,14 +201,18 @@ def cmd_simulate(args) -> int:
     from pcref_eval.simulate import StudySettings, figure, load_results, markdown_table, performance, run_study
     from pcref_eval.simulate.summary import paired_difference, paired_markdown
     from pcref_eval.simulate.scenarios import scenarios
+    from pcref_eval.simulate.run import ESTIMATORS
     unknown = sorted(set(args.scenarios) - set(scenarios()))
-    if unknown or args.replicates < 2 or args.people < 1000 or args.workers < 1:
+    unknown_est = sorted(set(args.estimators or ()) - set(ESTIMATORS))
+    if unknown or unknown_est or args.replicates < 2 or args.people < 1000 or args.workers < 1 or args.drift_sd < 0:
         why = (f"unknown scenario(s) {unknown}; choose from {list(scenarios())}" if unknown
-               else "need --replicates >= 2, --people >= 1000 and --workers >= 1")
+               else f"unknown estimator(s) {unknown_est}; choose from {list(ESTIMATORS)}" if unknown_est
+               else "need --replicates >= 2, --people >= 1000, --workers >= 1 and --drift-sd >= 0")
         print(f"pcref-eval simulate: {why}", file=sys.stderr)
         return 2
     settings = StudySettings(replicates=args.replicates, people=args.people, seed=args.seed,
-                             scenario_names=tuple(args.scenarios), workers=args.workers)
+                             scenario_names=tuple(args.scenarios), workers=args.workers,
+                             estimators=tuple(args.estimators) if args.estimators else None, drift_sd=args.drift_sd)
     if args.summarise_only:
         from pcref_eval.simulate.run import RESULTS
         path = args.out / RESULTS
@@ -238,9 +249,10 @@ def _write_simulation_docs(docs: Path, table: str, perf, settings) -> None:
     start, end = "<!-- results:start -->", "<!-- results:end -->"
     r = perf.groupby("scenario")["replicates"].max()
     size = f"{r.min()}" if r.min() == r.max() else f"{r.min()}-{r.max()} (column R)"
+    estimators = f" --estimators {' '.join(settings.estimators)}" if settings.estimators else ""
     block = (f"{start}\n{size} replicates per scenario, {settings.people:,} people each, seed "
              f"{settings.seed} (`pcref-eval simulate --replicates {settings.replicates} --people {settings.people} "
-             f"--seed {settings.seed} --docs docs`).\n\n{table}\n![Bias and coverage by scenario and estimator]"
+             f"--seed {settings.seed}{estimators} --docs docs`).\n\n{table}\n![Bias and coverage by scenario and estimator]"
              f"(figures/{fig.name})\n{end}")
     head, _, rest = text.partition(start)
     _, _, tail = rest.partition(end)

@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pcref_eval.config import AttributionConfig
 from pcref_eval.simulate.scenarios import scenarios
 
 ESTIMATORS = {
     "calendar_cox": "Calendar-time Cox, triple difference (comparison sites)",
+    "calendar_cox_drift": "Calendar-time Cox, interval allowing site drift of the gap (the reported interval)",
     "calendar_cox_year0": "Calendar-time Cox, year 0 as one bin (the previous main estimate)",
     "event_study": "Event study, interaction-weighted rate ratio (comparison sites)",
     "naive": "Naive before/after (own go-live only)",
@@ -42,6 +44,9 @@ class StudySettings:
     seed: int = 20261201
     scenario_names: tuple[str, ...] = tuple(scenarios())
     workers: int = 2
+    #: estimators to fit (None: all of :data:`ESTIMATORS`); a results file holds what its first run fitted
+    estimators: tuple[str, ...] | None = None
+    drift_sd: float = AttributionConfig().site_drift_sd_per_year  # allowance of ``calendar_cox_drift``
 
 
 def _estimable(es):
@@ -51,16 +56,40 @@ def _estimable(es):
     return es
 
 
-def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
-    """Simulate one replicate of a scenario and return every estimator's log estimate, SE and the truth."""
-    from pcref_eval.attribution.calendar_cox import calendar_time_cox
-    from pcref_eval.attribution.design import analysis_cohort, cells, comparison_event_months, design_from_sites
-    from pcref_eval.attribution.event_study import event_study
-    from pcref_eval.attribution.naive import naive_before_after
+@dataclass
+class SimulatedReplicate:
+    """One replicate's pooled cohort (restricted), design, site parameters and true average effects."""
+
+    cohort: pd.DataFrame
+    go_live: dict
+    design: object  # StaggeredDesign
+    model: object  # SimulationModel
+    effects: list  # SiteEffect per site, in the scenario's site order
+    truth: float  # over months with a comparison (comparison_event_months)
+    truth_whole_window: float
+
+
+def replicate_site_effects(scenario_name: str, rep: int, people: int, seed: int) -> list:
+    """The replicate's site parameters (each site's full effect, ramp and gap drift), drawn from its own seed."""
+    from pcref_eval.synth.calendar import site_parameters
+
+    sc = scenarios()[scenario_name]
+    rep_seed = [seed, list(scenarios()).index(scenario_name), rep]
+    return site_parameters(len(sc.sites(people)), sc.model, int(np.random.default_rng(rep_seed).integers(2**31)))
+
+
+def simulate_replicate(scenario_name: str, rep: int, people: int, seed: int, effects: list | None = None
+                       ) -> SimulatedReplicate:
+    """Simulate a replicate's sites, write the cohort tables, and build the pooled cohort as a run does.
+
+    ``effects``: the sites' parameters (full effect, ramp, gap drift) in place of the replicate's own draw,
+    with the same random numbers otherwise (common random numbers: e.g. one site's drift changed).
+    """
+    from pcref_eval.attribution.design import comparison_event_months, design_from_sites
     from pcref_eval.cohort import build_cohort
     from pcref_eval.config import CohortConfig, EthnicityConfig, StudyConfig
     from pcref_eval.extract import load_site
-    from pcref_eval.synth.calendar import average_effect_on_treated, site_parameters
+    from pcref_eval.synth.calendar import average_effect_on_treated
     from pcref_eval.synth.generate import simulate_site, write_site
 
     names = list(scenarios())
@@ -68,8 +97,8 @@ def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
     model = sc.model
     specs = sc.sites(people)
     rep_seed = [seed, names.index(scenario_name), rep]
-    effects = site_parameters(len(specs), model, int(np.random.default_rng(rep_seed).integers(2**31)))
-    t0 = time.perf_counter()
+    if effects is None:
+        effects = replicate_site_effects(scenario_name, rep, people, seed)
     cohorts, go_live, true_eff, true_w = [], {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="pcref-sim-") as tmp:
         for i, (spec, eff) in enumerate(zip(specs, effects)):
@@ -82,13 +111,29 @@ def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
             go_live[spec.site_id] = spec.pcref_go_live
             true_eff[spec.site_id] = {int(k): v for k, v in summary["pcref"]["effect_by_event_month"].items()}
             true_w[spec.site_id] = {int(k): v for k, v in summary["pcref"]["focus_person_days_by_event_month"].items()}
-    cohort = pd.concat(cohorts, ignore_index=True)
     design = design_from_sites(go_live, model.window_start, model.extract_date)
     # the estimand: months with a comparison (once every site is live the estimators stop; all_live)
     truth = average_effect_on_treated(true_eff, true_w, comparison_event_months(design, list(go_live)))
+    return SimulatedReplicate(pd.concat(cohorts, ignore_index=True), go_live, design, model, list(effects), truth,
+                              average_effect_on_treated(true_eff, true_w))
+
+
+def replicate(scenario_name: str, rep: int, people: int, seed: int, estimators: tuple[str, ...] | None = None,
+              drift_sd: float = AttributionConfig().site_drift_sd_per_year) -> dict:
+    """Simulate one replicate of a scenario and return each estimator's log estimate, SE and the truth
+    (``estimators``: a subset of :data:`ESTIMATORS`, None for all; ``drift_sd``: the site-drift allowance of
+    ``calendar_cox_drift``)."""
+    from pcref_eval.attribution.calendar_cox import calendar_time_cox
+    from pcref_eval.attribution.design import analysis_cohort, cells
+    from pcref_eval.attribution.event_study import event_study
+    from pcref_eval.attribution.naive import naive_before_after
+
+    t0 = time.perf_counter()
+    sim = simulate_replicate(scenario_name, rep, people, seed)
+    cohort, go_live, design, model, truth = sim.cohort, sim.go_live, sim.design, sim.model, sim.truth
     ac = analysis_cohort(cohort, "White British", model.window_start)
     out = {"scenario": scenario_name, "rep": rep, "people": people, "truth": truth, "log_truth": float(np.log(truth)),
-           "truth_whole_window": average_effect_on_treated(true_eff, true_w)}
+           "truth_whole_window": sim.truth_whole_window, "drift_sd": drift_sd}
     main: dict = {}
 
     def main_fit():
@@ -102,8 +147,11 @@ def replicate(scenario_name: str, rep: int, people: int, seed: int) -> dict:
         "naive": lambda: naive_before_after(cohort, go_live, "White British"),
         "calendar_cox_site_robust": lambda: main_fit().effect_site_robust,  # the same fit, SE clustered by site
         "calendar_cox_site_trends": lambda: calendar_time_cox(ac, design, site_trends=True).effect,
+        "calendar_cox_drift": lambda: main_fit().effect_allowing_drift(drift_sd),
     }
     for name, fit in fits.items():
+        if estimators is not None and name not in estimators:
+            continue
         try:
             eff = fit()
             out[name] = {"log_estimate": eff.log_estimate, "se": eff.se}
@@ -135,7 +183,8 @@ def run_study(out: Path, settings: StudySettings, echo=print) -> Path:
     path = out / RESULTS
     done = done_keys(path)
     # replicate-major order: an interrupted study has about as many replicates of every scenario
-    jobs = [(s, r, settings.people, settings.seed) for r in range(settings.replicates)
+    jobs = [(s, r, settings.people, settings.seed, settings.estimators, settings.drift_sd)
+            for r in range(settings.replicates)
             for s in settings.scenario_names if (s, r, settings.people) not in done]
     echo(f"{len(done)} replicate(s) already done; {len(jobs)} to run with {settings.workers} worker(s)")
     if not jobs:

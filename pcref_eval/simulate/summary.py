@@ -4,7 +4,8 @@ On the log scale, per scenario x estimator over R replicates with estimates b_r,
 true average effects on the treated t_r (each replicate's own truth):
 
 - bias = mean(b_r - t_r), with Monte-Carlo SE sd(b_r - t_r) / sqrt(R);
-- empirical SE = sd(b_r); mean model SE = mean(s_r);
+- empirical SE = sd(b_r); SD of the error = sd(b_r - t_r), the comparator of the model SE when the truth
+  differs between replicates (effects that differ by site); mean model SE = mean(s_r);
 - coverage = share of replicates whose 95% Wald interval b_r +/- 1.96 s_r contains t_r, with
   Monte-Carlo SE sqrt(c (1 - c) / R).
 
@@ -40,6 +41,7 @@ def performance(results: pd.DataFrame) -> pd.DataFrame:
             "bias_log": float((b - t).mean()) if r else np.nan,
             "bias_mcse": float((b - t).std(ddof=1) / np.sqrt(r)) if r > 1 else np.nan,
             "empirical_se": float(b.std(ddof=1)) if r > 1 else np.nan,
+            "error_sd": float((b - t).std(ddof=1)) if r > 1 else np.nan,
             "mean_model_se": float(s.mean()) if r else np.nan,
             "coverage": c,
             "coverage_mcse": float(np.sqrt(c * (1 - c) / r)) if r else np.nan,
@@ -70,14 +72,14 @@ def paired_markdown(diff: pd.DataFrame, a: str, b: str) -> str:
 def markdown_table(perf: pd.DataFrame) -> str:
     """The performance table as Markdown (bias on the log scale, coverage in %)."""
     head = ("| scenario | estimator | R | mean truth | mean estimate | bias (log) ± MCSE | empirical SE | "
-            "mean model SE | coverage % ± MCSE |\n|---|---|---|---|---|---|---|---|---|\n")
+            "SD of error | mean model SE | coverage % ± MCSE |\n|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for _, r in perf.iterrows():
         failed = f" ({r['failed']} failed)" if r["failed"] else ""
         lines.append(
             f"| {r['scenario']} | {ESTIMATORS.get(r['estimator'], r['estimator'])} | {r['replicates']}{failed} | "
             f"{r['mean_truth']:.3f} | {r['mean_estimate']:.3f} | {r['bias_log']:+.3f} ± {r['bias_mcse']:.3f} | "
-            f"{r['empirical_se']:.3f} | {r['mean_model_se']:.3f} | {100 * r['coverage']:.0f} ± "
+            f"{r['empirical_se']:.3f} | {r['error_sd']:.3f} | {r['mean_model_se']:.3f} | {100 * r['coverage']:.0f} ± "
             f"{100 * r['coverage_mcse']:.0f} |")
     return head + "\n".join(lines) + "\n"
 
@@ -93,7 +95,8 @@ def figure(perf: pd.DataFrame, path: Path) -> Path:
     ests = list(dict.fromkeys(perf["estimator"]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.55 * len(scen) + 2.2), sharey=True)
     colours = {"calendar_cox": "#005EB8", "calendar_cox_year0": "#41B6E6", "event_study": "#009639",
-               "naive": "#DA291C"}
+               "naive": "#DA291C", "calendar_cox_drift": "#330072", "calendar_cox_site_trends": "#ED8B00",
+               "calendar_cox_site_robust": "#768692"}
     for j, est in enumerate(ests):
         part = perf[perf["estimator"] == est].set_index("scenario").reindex(scen)
         y = np.arange(len(scen)) + (j - (len(ests) - 1) / 2) * 0.8 / len(ests)

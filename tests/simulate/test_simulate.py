@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from pcref_eval.cli import main
+from pcref_eval.config import AttributionConfig
 from pcref_eval.simulate import ESTIMATORS, load_results, performance, scenarios
 from pcref_eval.simulate.summary import Z
 
@@ -30,6 +31,7 @@ def test_performance_measures_by_construction():
     assert p["replicates"] == 8 and p["failed"] == 1
     assert p["bias_log"] == pytest.approx(np.mean(z) * 0.1)
     assert p["empirical_se"] == pytest.approx(np.std(z * 0.1, ddof=1))
+    assert p["error_sd"] == pytest.approx(np.std(z * 0.1, ddof=1))  # the truth is the same in every replicate
     assert p["mean_model_se"] == pytest.approx(0.1)
     assert p["coverage"] == pytest.approx(np.mean(np.abs(z) <= Z))  # 6 of 8
     assert p["coverage_mcse"] == pytest.approx(np.sqrt(0.75 * 0.25 / 8))
@@ -38,7 +40,7 @@ def test_performance_measures_by_construction():
 def test_scenarios_have_the_named_features():
     sc = scenarios()
     assert list(sc) == ["no_trend", "national_trend", "shock", "heterogeneous_ramp", "differential_recording",
-                        "few_sites", "all_live"]
+                        "few_sites", "all_live", "strong_drift"]
     assert sc["no_trend"].model.national_gap_strength == 0 and sc["no_trend"].model.implementation_ramp_months == 0
     assert sc["national_trend"].model.national_trend_per_year == pytest.approx(0.92)
     assert sc["heterogeneous_ramp"].model.implementation_ramp_months == 12
@@ -47,6 +49,13 @@ def test_scenarios_have_the_named_features():
     assert any(s.role == "comparison" for s in few)
     all_live = sc["all_live"].sites(10_000)  # every site live before the extract: no never-live comparison
     assert len(all_live) == 5 and all(s.pcref_go_live < sc["all_live"].model.window_end for s in all_live)
+    # drift beyond the reported interval's default allowance (built to fool it)
+    assert sc["strong_drift"].model.site_drift_sd_per_year == pytest.approx(2.5 * AttributionConfig().site_drift_sd_per_year)
+
+
+def test_unknown_estimator_exits_2(capsys):
+    assert main(["simulate", "--estimators", "calendar_cox", "nope"]) == 2
+    assert "unknown estimator" in capsys.readouterr().err
 
 
 def test_unknown_scenario_exits_2(capsys):
@@ -117,3 +126,35 @@ def test_killing_the_study_kills_its_workers(tmp_path):
     while any(_running(w) for w in workers) and time.time() < deadline:
         time.sleep(0.5)
     assert not [w for w in workers if _running(w)], "workers still running after the study was killed"
+
+
+@pytest.mark.slow
+def test_drift_sensitivity_predicts_how_far_the_generators_drift_moves_the_estimate():
+    """The truth check of the site-drift allowance: each replicate is generated twice with the same random
+    numbers, without site drift and with drifts d_s drawn at SD 0.05 a year; the main estimate moves by
+    sum_s w_s d_s (w from the drift-free fit) to first order. 10 replicates of 60,000 people (few_sites):
+    regression slope through the origin within 0.25 of 1 (0.83 when written; the first-order formula, and
+    events that move between risk sets with drifts this large) and what it leaves under half of the moves' spread."""
+    from dataclasses import replace
+
+    from pcref_eval.attribution.calendar_cox import calendar_time_cox
+    from pcref_eval.attribution.design import analysis_cohort
+    from pcref_eval.simulate.run import replicate_site_effects, simulate_replicate
+
+    def fit(sim):
+        return calendar_time_cox(analysis_cohort(sim.cohort, "White British", sim.model.window_start), sim.design)
+
+    rng = np.random.default_rng(5)
+    moves, predicted = [], []
+    for rep in range(10):
+        still = [replace(e, gap_drift_per_year=0.0) for e in replicate_site_effects("few_sites", rep, 60_000, 20261201)]
+        base = fit(simulate_replicate("few_sites", rep, 60_000, 20261201, effects=still))
+        d = rng.normal(0.0, 0.05, len(still))
+        drifting = fit(simulate_replicate("few_sites", rep, 60_000, 20261201,
+                                          effects=[replace(e, gap_drift_per_year=x) for e, x in zip(still, d)]))
+        moves.append(drifting.effect.log_estimate - base.effect.log_estimate)
+        predicted.append(float(base.drift_sensitivity.to_numpy() @ d))
+    moves, predicted = np.array(moves), np.array(predicted)
+    slope = float(moves @ predicted / (predicted @ predicted))
+    assert abs(slope - 1.0) < 0.25, slope
+    assert np.std(moves - slope * predicted) < 0.5 * np.std(predicted)
