@@ -98,6 +98,8 @@ NON_DATA: list[tuple[str, re.Pattern]] = [(name, re.compile(p, re.IGNORECASE)) f
                            r"(?<![\w.,])99(?=\s*(?:\(|=|:)?\s*(?:not known|Not known|or blank|\)))|^\s*99\s*$"),
     ("disclosure policy", r"counts of \d+ to \d+ are redacted, the rest are rounded to the nearest \d+|"
                           r"\bmidpoint[- ]\d+|\b(?:below|under|fewer than)\s+\d+\b"),
+    # the config's site-drift allowance, quoted by the attribution design text (pcref_eval.attribution.tables)
+    ("site-drift allowance", r"\babout\s+\d+(?:\.\d+)?\s+a\s+year\s+on\s+the\s+log\s+scale\b"),
     ("citation marker", r"\[\d+(?:\s*[,\u2013-]\s*\d+)*\]"),
     ("algorithm or encoding", r"\b(?:SHA|MD|UTF|ISO|ICD|CRC)[- ]?\d+\b"),
     ("data checks", r"\b\d+\s+of\s+\d+\s+(?:data\s+)?(?:checks|expectations|suites|sites)\b|"

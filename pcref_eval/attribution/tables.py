@@ -204,7 +204,7 @@ def _drift_text(att) -> str:
     return ("**The interval** of the main estimate (and of its years since go-live) also allows for each site's "
             "own gap drifting over the years for reasons other than PCREF, which parallel trends assume away site "
             f"by site: a steady drift of the focus/reference hazard ratio of about {sd:g} a year on the log scale "
-            f"(about {100 * (np.exp(sd) - 1):.0f}% a year; the standard deviation across sites, set in the config as "
+            "(the standard deviation across sites, set in the config as "
             "`attribution.site_drift_sd_per_year`). With a handful of sites such drift does not average out, and the "
             "model alone, which treats people as independent, gives an interval that is too narrow "
             "(docs/simulation-study.md).")

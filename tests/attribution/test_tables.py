@@ -63,3 +63,30 @@ def test_design_text_says_when_every_site_is_live_and_quotes_no_unreleased_numbe
     assert "From April 2024 every site is live" in text
     sentence = text[text.index("From April 2024"):text.index("**Main estimate")]
     assert unexplained_numbers(sentence, ReleasedValues(np.zeros(0)), 5, 7)[1:] == ([], [])
+
+
+def test_the_reported_interval_carries_the_site_drift_allowance(att):
+    """The headline's main row and the effects by year widen the model's interval by the config's site-drift
+    allowance (sd^2 * sum w_s^2 added to the variance); sd = 0 gives the model's own interval. The design text
+    states the assumption and quotes no number but the config's."""
+    from dataclasses import replace
+
+    from pcref_eval.config import AttributionConfig
+    from pcref_eval.release_numbers import ReleasedValues, unexplained_numbers
+
+    main = headline_table(att, 7).data.set_index("estimator").loc[MAIN_LABEL]
+    allowed = att.cox.effect_allowing_drift(0.02)
+    assert att.settings.site_drift_sd_per_year == 0.02
+    assert (main["lower"], main["upper"]) == pytest.approx((allowed.lower, allowed.upper), rel=1e-12)
+    assert main["lower"] < att.cox.effect.lower and main["upper"] > att.cox.effect.upper
+    model_only = replace(att, settings=AttributionConfig(site_drift_sd_per_year=0.0))
+    plain = headline_table(model_only, 7).data.set_index("estimator").loc[MAIN_LABEL]
+    assert (plain["lower"], plain["upper"]) == pytest.approx((att.cox.effect.lower, att.cox.effect.upper), rel=1e-12)
+    wide, narrow = event_year_table(att, 7).data, event_year_table(model_only, 7).data
+    assert (wide["estimate"] == narrow["estimate"]).all()
+    assert ((wide["lower"] < narrow["lower"]) & (wide["upper"] > narrow["upper"])).all()
+    text = design_text(att)
+    paragraph = text[text.index("**The interval**"):text.index("**The naive comparison")]
+    assert "0.02 a year on the log scale" in paragraph and "site_drift_sd_per_year" in paragraph
+    assert unexplained_numbers(paragraph, ReleasedValues(np.zeros(0)), 5, 7)[1:] == ([], [])
+    assert "model's own" in design_text(model_only)
