@@ -35,6 +35,8 @@ from pcref_eval.style import render_figure
 NOT_AVAILABLE = "–"
 #: Resolution of the figure images embedded in notebooks and reports (files for papers are 300 dpi).
 REPORT_DPI = 110
+#: Rounds of secondary suppression across tables in :meth:`Publisher.release_table` (:func:`~pcref_eval.release_attack.attack_redactions`).
+MAX_SECONDARY_ROUNDS = 10
 #: Display width (CSS pixels) per inch of figure size.
 DISPLAY_PX_PER_INCH = 100
 
@@ -221,10 +223,21 @@ class Publisher:
         totals = agg.totals or detect_totals(df, count_cols)
         stem = f"{self.prefix}_{name}"
         df.to_csv(self.run_dir / "restricted" / "tables" / f"{stem}.csv", index=False)
-        from pcref_eval.release_attack import linked_redactions
-        initial = linked_redactions(self.run_dir / "release", self.prefix, name, df, kinds, count_cols)
-        released, mask = control_aggregate(agg, self.policy, totals, initial=initial, decimals=decimals)
-        released = _round_floats(released, count_cols, decimals)
+        from pcref_eval.release_attack import attack_redactions, linked_redactions
+        release = self.run_dir / "release"
+        initial = linked_redactions(release, self.prefix, name, df, kinds, count_cols)
+        entry = {"name": name, "columns": kinds, "count_cols": count_cols, "files": [f"tables/{stem}.csv"],
+                 "totals": totals.as_dict() if totals else None}
+        for _ in range(MAX_SECONDARY_ROUNDS):  # secondary suppression across tables, until nothing new is pinned
+            released, mask = control_aggregate(agg, self.policy, totals, initial=initial, decimals=decimals)
+            released = _round_floats(released, count_cols, decimals)
+            more = attack_redactions(release, self.prefix, name, released_csv(released, mask), entry, self.policy)
+            if not (more & ~initial).any():
+                break
+            initial = initial | more
+        else:
+            raise RuntimeError(f"{stem}: tables already released still pin a count after "
+                               f"{MAX_SECONDARY_ROUNDS} rounds of secondary suppression")
         path = self.run_dir / "release" / "tables" / f"{stem}.csv"
         released_csv(released, mask).to_csv(path, index=False, lineterminator="\n")
         self._record("table", name, caption, section, [path], count_cols=count_cols,

@@ -646,6 +646,42 @@ def linked_redactions(release: Path, prefix: str, name: str, df: pd.DataFrame, k
     return out
 
 
+def attack_redactions(release: Path, prefix: str, name: str, released: pd.DataFrame, entry: dict,
+                      policy: DisclosurePolicy) -> np.ndarray:
+    """Count cells of a table about to be released (``released``: its CSV as it would be written) to redact as
+    well, because with the tables this release already holds the attack (:func:`attack`) would pin a count it
+    could not pin before: secondary suppression across tables.
+
+    E.g. an all-sites Table 1 of 17 people released as 15, beside sites released as 10, [REDACTED] and 10:
+    the sites' counts are at least 8, 1 and 8, so the total is at least 17, and 15 (13-17) pins all four.
+    The cells returned are this table's newly pinned cells, or else its cells in a relation with a newly
+    pinned cell; the caller redacts them and checks again. Returns a boolean array (rows x ``count_cols``).
+    """
+    count_cols = list(entry.get("count_cols") or [])
+    out = np.zeros((len(released), len(count_cols)), dtype=bool)
+    if not count_cols or not (release / "index").is_dir():
+        return out
+    file = entry["files"][0]
+    earlier = [t for t in load_release(release, keep=lambda owner, e: relatable(prefix, owner, e), cache=True)
+               if t.file != file]
+    if not earlier:
+        return out
+    candidate = ReleasedCsv(file, prefix, name, entry, released.astype(str).reset_index(drop=True))
+    rels = release_relations([*earlier, candidate])
+    if not any(file in (r.total[0], *(p[0] for p in r.parts)) and len(r.parts) > 1 for r in rels if not r.rounded_sum):
+        return out  # one-part relations are linked_redactions' (the same count, redacted in both)
+    before = {c for c, _, _ in recovered_cells(attack(earlier, release_relations(earlier), policy))}
+    new = {c for c, _, _ in recovered_cells(attack([*earlier, candidate], rels, policy))} - before
+    mine = {c for c in new if c[0] == file}
+    if new and not mine:
+        mine = {c for r in rels if {r.total, *r.parts} & new for c in (r.total, *r.parts) if c[0] == file}
+    col_pos = {c: j for j, c in enumerate(count_cols)}
+    for _, row, col in mine:
+        if col in col_pos:
+            out[row, col_pos[col]] = True
+    return out
+
+
 def withheld_km_groups(release: Path, prefix: str, name: str, km: pd.DataFrame, policy: DisclosurePolicy,
                        max_groups: int = 10) -> list[str]:
     """Groups of a Kaplan-Meier table about to be released to withhold (secondary suppression), so that its

@@ -206,6 +206,19 @@ def test_random_releases_give_an_attacker_nothing(tmp_path_factory, case):
                 if v.kind in ("differencing", "derived_unrounded", "released_two_ways")]
 
 
+def test_an_all_sites_total_that_pins_the_sites_is_suppressed(tmp_path):
+    """Found by the property test above: sites of 8, 1 and 8 people released as 10, [REDACTED] and 10 are at least
+    8, 1 and 8, so an all-sites 17 released as 15 (13-17) pins all four counts. The publisher redacts the total
+    (secondary suppression across tables), and the release check passes."""
+    sites = {"site_a": ([0, 8], [0, 0]), "site_b": ([0, 1], [0, 0]), "site_c": ([0, 8], [0, 0])}
+    policy = DisclosurePolicy.opensafely()
+    release = publish_release(tmp_path, sites, policy)
+    assert independent_recoveries(release, policy) == {}
+    all_sites = pd.read_csv(release / "tables" / "all_table_one.csv", dtype=str)
+    assert all_sites.loc[1, "people"] == "[REDACTED]"
+    assert not [v for v in check_release(tmp_path, policy=policy, ids=_no_ids()) if v.kind == "differencing"]
+
+
 def test_independent_attacker_finds_a_planted_exact_total(tmp_path):
     """The MILP attacker is not blind: with an exact all-sites total it recovers the redacted site count."""
     sites = {"site_a": ([4613, 12], [476, 9]), "site_b": ([2210, 3], [131, 0])}
