@@ -225,13 +225,15 @@ class Publisher:
         df.to_csv(self.run_dir / "restricted" / "tables" / f"{stem}.csv", index=False)
         from pcref_eval.release_attack import attack_redactions, linked_redactions
         release = self.run_dir / "release"
-        initial = linked_redactions(release, self.prefix, name, df, kinds, count_cols)
         entry = {"name": name, "columns": kinds, "count_cols": count_cols, "files": [f"tables/{stem}.csv"],
                  "totals": totals.as_dict() if totals else None}
+        memo: dict = {}  # the relations with the tables already released, computed once for this table
+        initial = linked_redactions(release, self.prefix, name, df, kinds, count_cols, memo, entry)
         for _ in range(MAX_SECONDARY_ROUNDS):  # secondary suppression across tables, until nothing new is pinned
             released, mask = control_aggregate(agg, self.policy, totals, initial=initial, decimals=decimals)
             released = _round_floats(released, count_cols, decimals)
-            more = attack_redactions(release, self.prefix, name, released_csv(released, mask), entry, self.policy)
+            more = attack_redactions(release, self.prefix, name, released_csv(released, mask), entry, self.policy,
+                                     memo)
             if not (more & ~initial).any():
                 break
             initial = initial | more

@@ -517,7 +517,7 @@ def attack(tables: list[ReleasedCsv], relations: list[Relation], policy: Disclos
     cells = {c for r in rels for c in (r.total, *r.parts)}
     for c in cells:
         t = by_file.get(c[0])
-        raw = t.raw.iloc[c[1]][c[2]] if t is not None and c[2] in t.raw.columns and c[1] < len(t.raw) else ""
+        raw = t.raw[c[2]].iat[c[1]] if t is not None and c[2] in t.raw.columns and c[1] < len(t.raw) else ""
         lo[c], hi[c], kind[c] = cell_interval(raw, policy, cell_scheme(t))
     # a relation the released values cannot satisfy does not hold here (the attacker guessed wrong): drop it
     rels = [r for r in rels if sum(lo[p] for p in r.parts) <= hi[r.total] and sum(hi[p] for p in r.parts) >= lo[r.total]]
@@ -559,7 +559,7 @@ def released_two_ways(tables: list[ReleasedCsv], relations: list[Relation], poli
 
     def raw(c):
         t = by_file.get(c[0])
-        return str(t.raw.iloc[c[1]][c[2]]) if t is not None and c[2] in t.raw.columns and c[1] < len(t.raw) else ""
+        return str(t.raw[c[2]].iat[c[1]]) if t is not None and c[2] in t.raw.columns and c[1] < len(t.raw) else ""
     def scheme(c):
         return cell_scheme(by_file.get(c[0]))
     return [(r.total, r.parts[0]) for r in relations
@@ -616,8 +616,26 @@ def relatable(prefix: str, owner: str, entry: dict, all_prefix: str = "all") -> 
             or str(entry.get("name", "")) in CROSS_NOTEBOOK_NAMES)
 
 
+def _with_earlier(release: Path, prefix: str, name: str, df: pd.DataFrame, entry: dict, memo: dict | None
+                  ) -> tuple[list[ReleasedCsv], ReleasedCsv, list[Relation]]:
+    """The tables already released that can relate to this one, the table as a candidate (``df``: its cells as
+    they would be released) and every relation among them. The relations name cells, not values, so a
+    ``memo`` kept for one table's release computes them once (:meth:`~pcref_eval.publish.Publisher.release_table`
+    checks the table several times)."""
+    file = entry["files"][0]
+    candidate = ReleasedCsv(file, prefix, name, entry, df.astype(str).reset_index(drop=True))
+    if memo is not None and "rels" in memo:
+        return memo["earlier"], candidate, memo["rels"]
+    earlier = [t for t in load_release(release, keep=lambda owner, e: relatable(prefix, owner, e), cache=True)
+               if t.file != file]
+    rels = release_relations([*earlier, candidate]) if earlier else []
+    if memo is not None:
+        memo.update(earlier=earlier, rels=rels)
+    return earlier, candidate, rels
+
+
 def linked_redactions(release: Path, prefix: str, name: str, df: pd.DataFrame, kinds: dict[str, str],
-                      count_cols: list[str]) -> np.ndarray:
+                      count_cols: list[str], memo: dict | None = None, entry: dict | None = None) -> np.ndarray:
     """Cells of a table about to be released that hold the same count as a cell an EARLIER table of this
     release redacted (one-part relations, e.g. Table 1's people = the cohort flow's last step, or the
     all-sites table of a one-site release): they must
@@ -629,14 +647,13 @@ def linked_redactions(release: Path, prefix: str, name: str, df: pd.DataFrame, k
     if not count_cols or not (release / "index").is_dir():
         return out
     file = f"tables/{prefix}_{name}.csv"
-    earlier = [t for t in load_release(release, keep=lambda owner, e: relatable(prefix, owner, e), cache=True) if t.file != file]
+    entry = entry or {"name": name, "columns": kinds, "count_cols": count_cols, "files": [file]}
+    earlier, _, rels = _with_earlier(release, prefix, name, df, entry, memo)
     if not earlier:
         return out
-    entry = {"name": name, "columns": kinds, "count_cols": count_cols, "files": [file]}
-    candidate = ReleasedCsv(file, prefix, name, entry, df.astype(str).reset_index(drop=True))
     col_pos = {c: j for j, c in enumerate(count_cols)}
     by_file = {t.file: t for t in earlier}
-    for r in release_relations([*earlier, candidate]):
+    for r in rels:
         if len(r.parts) != 1 or r.rounded_sum:
             continue
         for mine, other in ((r.total, r.parts[0]), (r.parts[0], r.total)):
@@ -647,7 +664,7 @@ def linked_redactions(release: Path, prefix: str, name: str, df: pd.DataFrame, k
 
 
 def attack_redactions(release: Path, prefix: str, name: str, released: pd.DataFrame, entry: dict,
-                      policy: DisclosurePolicy) -> np.ndarray:
+                      policy: DisclosurePolicy, memo: dict | None = None) -> np.ndarray:
     """Count cells of a table about to be released (``released``: its CSV as it would be written) to redact as
     well, because with the tables this release already holds the attack (:func:`attack`) would pin a count it
     could not pin before: secondary suppression across tables.
@@ -662,24 +679,56 @@ def attack_redactions(release: Path, prefix: str, name: str, released: pd.DataFr
     if not count_cols or not (release / "index").is_dir():
         return out
     file = entry["files"][0]
-    earlier = [t for t in load_release(release, keep=lambda owner, e: relatable(prefix, owner, e), cache=True)
-               if t.file != file]
+    earlier, candidate, rels = _with_earlier(release, prefix, name, released, entry, memo)
     if not earlier:
         return out
-    candidate = ReleasedCsv(file, prefix, name, entry, released.astype(str).reset_index(drop=True))
-    rels = release_relations([*earlier, candidate])
-    if not any(file in (r.total[0], *(p[0] for p in r.parts)) and len(r.parts) > 1 for r in rels if not r.rounded_sum):
-        return out  # one-part relations are linked_redactions' (the same count, redacted in both)
-    before = {c for c, _, _ in recovered_cells(attack(earlier, release_relations(earlier), policy))}
-    new = {c for c, _, _ in recovered_cells(attack([*earlier, candidate], rels, policy))} - before
+    rels = [r for r in rels if not r.rounded_sum]
+    if not any(_across_tables(r, file) for r in rels):
+        # within the table its own secondary suppression holds; one-part relations are linked_redactions'
+        return out
+    rels = _connected(rels, file)  # the attack's bounds move only along relations: the rest cannot change
+    mine_rels = [r for r in rels if file in _files(r)]
+    after = {c for c, _, _ in recovered_cells(attack([*earlier, candidate], rels, policy))}
+    if not after:
+        return out
+    before = {c for c, _, _ in recovered_cells(attack(earlier, [r for r in rels if file not in _files(r)], policy))}
+    new = after - before
     mine = {c for c in new if c[0] == file}
     if new and not mine:
-        mine = {c for r in rels if {r.total, *r.parts} & new for c in (r.total, *r.parts) if c[0] == file}
+        mine = {c for r in mine_rels if {r.total, *r.parts} & new for c in (r.total, *r.parts) if c[0] == file}
     col_pos = {c: j for j, c in enumerate(count_cols)}
     for _, row, col in mine:
         if col in col_pos:
             out[row, col_pos[col]] = True
     return out
+
+
+def _files(r: Relation) -> set[str]:
+    return {r.total[0], *(p[0] for p in r.parts)}
+
+
+def _across_tables(r: Relation, file: str) -> bool:
+    """A relation of several parts that joins ``file`` to another table."""
+    files = _files(r)
+    return len(r.parts) > 1 and file in files and len(files) > 1
+
+
+def _connected(rels: list[Relation], file: str) -> list[Relation]:
+    """The relations linked, through shared cells, to a cell of ``file`` (its connected component)."""
+    by_cell: dict[Cell, list[int]] = {}
+    for i, r in enumerate(rels):
+        for c in (r.total, *r.parts):
+            by_cell.setdefault(c, []).append(i)
+    seen: set[int] = set()
+    todo = [i for i, r in enumerate(rels) if file in _files(r)]
+    while todo:
+        i = todo.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        for c in (rels[i].total, *rels[i].parts):
+            todo.extend(j for j in by_cell[c] if j not in seen)
+    return [rels[i] for i in sorted(seen)]
 
 
 def withheld_km_groups(release: Path, prefix: str, name: str, km: pd.DataFrame, policy: DisclosurePolicy,
