@@ -693,14 +693,20 @@ def attack_redactions(release: Path, prefix: str, name: str, released: pd.DataFr
         return out
     before = {c for c, _, _ in recovered_cells(attack(earlier, [r for r in rels if file not in _files(r)], policy))}
     new = after - before
-    mine = {c for c in new if c[0] == file}
-    if new and not mine:
-        mine = {c for r in mine_rels if {r.total, *r.parts} & new for c in (r.total, *r.parts) if c[0] == file}
     col_pos = {c: j for j, c in enumerate(count_cols)}
-    for _, row, col in mine:
+    for _, row, col in _own_cells_behind(new, mine_rels, file):
         if col in col_pos:
             out[row, col_pos[col]] = True
     return out
+
+
+def _own_cells_behind(pinned: set[Cell], rels: list[Relation], file: str) -> list[Cell]:
+    """The cells of ``file`` to suppress for newly ``pinned`` cells: those pinned in ``file`` itself, else its
+    cells in a relation with a pinned cell (sorted)."""
+    mine = sorted(c for c in pinned if c[0] == file)
+    if pinned and not mine:
+        mine = sorted({c for r in rels if {r.total, *r.parts} & pinned for c in (r.total, *r.parts) if c[0] == file})
+    return mine
 
 
 def _files(r: Relation) -> set[str]:
@@ -758,9 +764,7 @@ def withheld_km_groups(release: Path, prefix: str, name: str, km: pd.DataFrame, 
         new = {c for c, _, _ in recovered_cells(attack(tables, rels, policy))} - base
         if not new:
             break
-        mine = sorted(c for c in new if c[0] == file)
-        if not mine:
-            mine = sorted(c for r in rels if {r.total, *r.parts} & new for c in (r.total, *r.parts) if c[0] == file)
+        mine = _own_cells_behind(new, rels, file)
         if not mine:
             break
         dropped.append(str(part.iloc[mine[0][1]]["group"]))

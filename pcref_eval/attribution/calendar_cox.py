@@ -105,8 +105,8 @@ class CalendarCoxResult:
         e = self.effect
         if self.drift_sensitivity is None or not np.isfinite(e.se):
             return e
-        extra = sd_per_year ** 2 * float(np.sum(self.drift_sensitivity.to_numpy() ** 2))
-        return WeightedEffect(e.log_estimate, float(np.sqrt(e.se ** 2 + extra)), e.conf)
+        drift_ss = float(np.sum(self.drift_sensitivity.to_numpy() ** 2))
+        return WeightedEffect(e.log_estimate, float(se_allowing_drift(e.se, drift_ss, sd_per_year)), e.conf)
 
 
 def split_rows(ac: pd.DataFrame, design: StaggeredDesign,
@@ -379,6 +379,11 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     return CalendarCoxResult(model=model, cells=cells, effect=effect, by_event_year=by_year,
                              dropped_quarters=cd.dropped_quarters, note=note, effect_site_robust=effect_site_robust,
                              drift_sensitivity=sensitivity)
+
+
+def se_allowing_drift(se, drift_ss, sd_per_year: float):
+    """SE widened for site drift: sqrt(se^2 + sd^2 * sum_s w_s^2), ``drift_ss`` = sum_s w_s^2 (arrays or floats)."""
+    return np.sqrt(np.asarray(se, float) ** 2 + sd_per_year ** 2 * np.asarray(drift_ss, float))
 
 
 def drift_sensitivity(variance: pd.DataFrame, cross: pd.DataFrame, terms: list[str], weights: np.ndarray

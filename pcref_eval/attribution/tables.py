@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pcref_eval.attribution.aggregate import WeightedEffect
+from pcref_eval.attribution.calendar_cox import se_allowing_drift
 from pcref_eval.attribution.naive import NAIVE_LABEL
 from pcref_eval.publish import Aggregate
 
@@ -73,8 +74,7 @@ def event_year_table(att, threshold: int) -> Aggregate:
     the same site-drift allowance as the main estimate's)."""
     t = att.cox.by_event_year
     z = 1.959963984540054
-    sd = att.settings.site_drift_sd_per_year
-    se = np.sqrt(t["se"].to_numpy(float) ** 2 + sd ** 2 * t["drift_ss"].to_numpy(float))
+    se = se_allowing_drift(t["se"].to_numpy(float), t["drift_ss"].to_numpy(float), att.settings.site_drift_sd_per_year)
     df = pd.DataFrame({
         "years_since_go_live": pd.Series([f"{y}" if y < t["event_year"].max() else f"{y}+" for y in t["event_year"]],
                                          dtype=object),

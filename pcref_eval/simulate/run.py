@@ -69,12 +69,17 @@ class SimulatedReplicate:
     truth_whole_window: float
 
 
+def replicate_seed(scenario_name: str, rep: int, seed: int) -> list[int]:
+    """A replicate's seed: ``[study seed, scenario index, replicate]``."""
+    return [seed, list(scenarios()).index(scenario_name), rep]
+
+
 def replicate_site_effects(scenario_name: str, rep: int, people: int, seed: int) -> list:
     """The replicate's site parameters (each site's full effect, ramp and gap drift), drawn from its own seed."""
     from pcref_eval.synth.calendar import site_parameters
 
     sc = scenarios()[scenario_name]
-    rep_seed = [seed, list(scenarios()).index(scenario_name), rep]
+    rep_seed = replicate_seed(scenario_name, rep, seed)
     return site_parameters(len(sc.sites(people)), sc.model, int(np.random.default_rng(rep_seed).integers(2**31)))
 
 
@@ -92,11 +97,10 @@ def simulate_replicate(scenario_name: str, rep: int, people: int, seed: int, eff
     from pcref_eval.synth.calendar import average_effect_on_treated
     from pcref_eval.synth.generate import simulate_site, write_site
 
-    names = list(scenarios())
     sc = scenarios()[scenario_name]
     model = sc.model
     specs = sc.sites(people)
-    rep_seed = [seed, names.index(scenario_name), rep]
+    rep_seed = replicate_seed(scenario_name, rep, seed)
     if effects is None:
         effects = replicate_site_effects(scenario_name, rep, people, seed)
     cohorts, go_live, true_eff, true_w = [], {}, {}, {}
