@@ -186,3 +186,26 @@ def test_naive_gap_without_focus_detentions_after_go_live_is_not_estimable(poole
     table = detention.gap_over_time(quiet, go_live, "White British").data
     assert (table["focus_detentions_post"] == 0).all()
     assert table[["estimate", "lower", "upper", "p"]].isna().all().all()
+
+
+def test_focus_grouping_equals_comparing_every_rows_text():
+    """focus_grouping collapses each distinct label once; the row-by-row rule (the implementation it replaced)
+    is the second implementation, on category, text and object columns with missing values."""
+    from pcref_eval.detention import FOCUS_LABEL, focus_grouping
+    from pcref_eval.ethnicity import PCREF_FOCUS_GROUPS, UNRECORDED_LABELS
+
+    def row_by_row(cohort, reference):
+        g = cohort["ethnic_group"].astype(str)
+        return pd.Series(np.select([g.isin(PCREF_FOCUS_GROUPS), g == reference, g.isin(UNRECORDED_LABELS)],
+                                   [FOCUS_LABEL, reference, "Not recorded"], "Other groups"), index=cohort.index)
+
+    rng = np.random.default_rng(3)
+    labels = [*PCREF_FOCUS_GROUPS, "White British", "Asian Indian", *UNRECORDED_LABELS, None]
+    values = rng.choice(np.array(labels, dtype=object), 500)
+    for column in (pd.Series(values, dtype="category"), pd.Series(values, dtype="str"), pd.Series(values, dtype=object)):
+        cohort = pd.DataFrame({"ethnic_group": column}, index=np.arange(1000, 1500))
+        got = focus_grouping(cohort, "White British")
+        assert got.tolist() == row_by_row(cohort, "White British").tolist()
+        assert got.index.equals(cohort.index)
+    assert (focus_grouping(pd.DataFrame({"ethnic_group": pd.Series([None, "Black Other"], dtype=object)}),
+                           "White British").tolist() == ["Other groups", FOCUS_LABEL])

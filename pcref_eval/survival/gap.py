@@ -114,11 +114,16 @@ def _design(cohort: pd.DataFrame, reference: str, imd: str, imd_reference: int):
         X[f"imd[{k}]"] = col
     if imd == "indicator":
         X["imd[missing]"] = imd_missing.astype(np.float64)
-    design = pd.DataFrame(X, index=cohort.index)
     # drop columns that are constant among usable rows (e.g. no "other" sex): not estimable
-    usable = ~design.isna().any(axis=1)
-    keep = [c for c in design.columns if c.startswith("eth[") or c == "post" or design.loc[usable, c].nunique() > 1]
-    return design[keep], eth_terms, int(imd_missing.sum())
+    usable = np.logical_and.reduce([~np.isnan(x) for x in X.values()])
+    keep = [c for c, x in X.items() if c.startswith("eth[") or c == "post" or _varies(x[usable])]
+    # copy=False: one block per column, no consolidated copy of the design (1.5 s at national size)
+    return pd.DataFrame({c: X[c] for c in keep}, index=cohort.index, copy=False), eth_terms, int(imd_missing.sum())
+
+
+def _varies(values: np.ndarray) -> bool:
+    """More than one distinct value (no missing values here)."""
+    return values.size > 0 and bool((values != values[0]).any())
 
 
 def imd_mode(cohort: pd.DataFrame) -> int:
@@ -198,12 +203,13 @@ def gap_change(
         raise ValueError("imd must be 'indicator' or 'complete_case'")
     _check_cohort(cohort)
     design, eth_terms, n_imd_missing = _design(cohort, reference, imd, imd_reference)
-    data = design.copy()
+    covariates = list(design.columns)
+    data = design  # _design's own frame: the model columns are added to it, not to a copy
     data["_time"] = pd.to_numeric(cohort["duration_days"]).to_numpy(dtype=np.float64)
     status = pd.to_numeric(cohort["status"]).astype("Float64")
     data["_event"] = status.eq(event_code).astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
     data["_site"] = cohort["site_id"].to_numpy()
-    data, covariates = without_eventless_adjustment(data, list(design.columns))
+    data, covariates = without_eventless_adjustment(data, covariates)
     start = None if init is None else pd.Series(init, dtype=float).reindex(covariates).fillna(0.0).to_numpy()
     model = cox(data, "_time", "_event", covariates, strata="_site", ties=ties, conf=conf, init=start)
     rows = gap_rows(model.coef, model.variance, eth_terms, conf)

@@ -132,12 +132,12 @@ def test_unreachable_dask_scheduler_fails_the_jobs_not_the_run(tmp_path):
     assert results["x"].status == "failed" and "Dask cluster unavailable" in results["x"].message
 
 
-def _env_notebook(path, out_file):
+def _env_notebook(path, out_file, var="OPENBLAS_NUM_THREADS"):
     import nbformat
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(
         "import os, pathlib\n"
-        f"pathlib.Path({str(out_file)!r}).write_text(os.environ.get('OPENBLAS_NUM_THREADS', 'unset'))")]
+        f"pathlib.Path({str(out_file)!r}).write_text(os.environ.get({var!r}, 'unset'))")]
     nbformat.write(nb, path)
     return path
 
@@ -155,6 +155,21 @@ def test_pool_kernels_use_one_blas_thread_unless_the_user_set_one(tmp_path, monk
     assert all(r.status == "ok" for r in results.values()), results
     assert [(tmp_path / f"{k}.txt").read_text() for k in jobs] == [expected, expected]
     assert os.environ.get("OPENBLAS_NUM_THREADS") == user_value  # this process's environment is left alone
+
+
+@pytest.mark.parametrize("user_trim, expected", [(None, str(1024 ** 3)), ("", str(1024 ** 3)), ("65536", "65536")])
+def test_pool_kernels_keep_freed_memory_unless_the_user_tuned_malloc(tmp_path, monkeypatch, user_trim, expected):
+    from pcref_eval.runner.executors import KERNEL_MALLOC_VARS
+    for var in KERNEL_MALLOC_VARS:
+        monkeypatch.delenv(var, raising=False)
+    if user_trim is not None:
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", user_trim)
+    jobs = {k: (_env_notebook(tmp_path / f"{k}.ipynb", tmp_path / f"{k}.txt", "MALLOC_TRIM_THRESHOLD_"),
+                tmp_path / f"{k}_out.ipynb", {}) for k in ("a", "b")}
+    results = run_jobs(jobs, tmp_path, executor="process", workers=2, log=lambda m: None)
+    assert all(r.status == "ok" for r in results.values()), results
+    assert [(tmp_path / f"{k}.txt").read_text() for k in jobs] == [expected, expected]
+    assert os.environ.get("MALLOC_TRIM_THRESHOLD_") == user_trim  # this process's environment is left alone
 
 
 def test_contracts_checked_in_a_pool_match_one_process_and_log_in_site_order(data, tmp_path, monkeypatch):

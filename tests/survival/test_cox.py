@@ -338,3 +338,20 @@ def test_million_row_stratified_fit_equals_statsmodels():
     sm = PHReg(df["t"], X, status=df["e"], strata=s, ties="efron").fit()
     assert np.max(np.abs(res.coef.to_numpy() - sm.params)) < 1e-6
     print(f"cox 1M rows: {elapsed:.2f} s")
+
+
+def test_numeric_design_equals_parsing_every_column():
+    """numeric_design copies numeric and boolean columns directly and parses the rest: the same array as
+    ``apply(pd.to_numeric).to_numpy(float)``, NaN for missing values, and a non-numeric value still raises."""
+    from pcref_eval.survival.cox import numeric_design
+    df = pd.DataFrame({
+        "f": [1.5, np.nan, 3.0], "i": [1, 2, 3], "nullable": pd.array([1, None, 3], dtype="Int64"),
+        "b": [True, False, True], "nb": pd.array([True, None, False], dtype="boolean"),
+        "text": ["1", "2.5", None], "obj": pd.Series([1, 2.0, None], dtype=object),
+    })
+    got = numeric_design(df, list(df.columns))
+    expected = df.apply(pd.to_numeric, errors="raise").astype(float).to_numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert got.flags.f_contiguous and got.dtype == np.float64
+    with pytest.raises(ValueError):
+        numeric_design(pd.DataFrame({"x": ["1", "two"]}), ["x"])
