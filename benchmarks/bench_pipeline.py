@@ -18,6 +18,11 @@ For each size it generates synthetic data once (kept under ``--data``), then run
   report step is notebook conversion and rendering. Their sum is shown against the time spent in
   cells and contract checks (all as process-seconds, and as a share of them);
 - **cached rerun**: the same run again with nothing changed, as a share of the full run.
+- **the machine's state**: the whole machine's CPU time during the full run split into user, system
+  (page faults, mostly) and steal (from ``/proc/stat``), and how fast this process could touch fresh
+  memory just before and just after it (MB/s writing 512 MB newly allocated). On the development VM
+  that rate ranged from 70 to 5,600 MB/s within one evening, and the same code's national run from
+  545 to 700 s: read a wall time beside these numbers.
 
 Before the full run the contract suites are checked with great-expectations into the outputs
 folder's record (``pcref-eval check-contracts``, untimed), as ``make setup`` does for the demo.
@@ -99,6 +104,29 @@ def tree_pss(pid: int) -> int:
         except OSError:
             continue
     return total
+
+
+def cpu_ticks() -> dict[str, int]:
+    """The machine's cumulative CPU ticks by kind (user, nice, system, idle, iowait, steal), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return {n: int(v) for n, v in zip(names, fields)}
+
+
+def cpu_shares(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    """Shares of the machine's CPU time between two :func:`cpu_ticks` readings."""
+    d = {k: after[k] - before[k] for k in before}
+    total = max(sum(d.values()), 1)
+    return {"user": (d["user"] + d["nice"]) / total, "system": (d["system"] + d["irq"] + d["softirq"]) / total,
+            "idle": (d["idle"] + d["iowait"]) / total, "steal": d["steal"] / total}
+
+
+def fresh_memory_rate(mb: int = 512) -> float:
+    """MB/s at which a new process writes ``mb`` MB of newly allocated memory (first touch of fresh pages)."""
+    code = ("import numpy as np, time; t = time.perf_counter(); a = np.ones(%d * 131072); "
+            "print(time.perf_counter() - t)" % mb)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return mb / max(float(out.stdout.strip()), 1e-9)
 
 
 def run_monitored(cmd: list[str], env: dict, cwd=None) -> tuple[float, int, int, int]:
@@ -188,7 +216,9 @@ def bench_size(people: int, args, env: dict) -> dict:
     base = [sys.executable, "-m", "pcref_eval.cli", "run", "--config", str(cfg), "--executor", args.executor]
     if args.workers:
         base += ["--workers", str(args.workers)]
+    touch_before, ticks = fresh_memory_rate(), cpu_ticks()
     wall, peak, code, peak_pss = run_monitored(base + ["--force"], env, cwd=env.get("PCREF_BENCH_CWD"))
+    cpu, touch_after = cpu_shares(ticks, cpu_ticks()), fresh_memory_rate()
     run_dir = max((p for p in (outputs / "runs").iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     t = notebook_times(run_dir, manifest)
@@ -198,7 +228,8 @@ def bench_size(people: int, args, env: dict) -> dict:
     return {"people": people, "sites": args.sites, "status": manifest.get("status"), "exit": code,
             "wall": wall, "peak_tree_gb": peak / 1e9, "peak_tree_pss_gb": peak_pss / 1e9, "machinery": machinery, "analysis": analysis,
             "machinery_share": machinery / max(machinery + analysis, 1e-9), **t,
-            "cached_wall": cached_wall, "cached_exit": cached_code, "cached_share": cached_wall / wall}
+            "cached_wall": cached_wall, "cached_exit": cached_code, "cached_share": cached_wall / wall,
+            "cpu": cpu, "touch_before": touch_before, "touch_after": touch_after}
 
 
 def main(argv=None) -> int:
@@ -235,6 +266,10 @@ def main(argv=None) -> int:
               f"report {r['report']:.1f} s) vs analysis {r['analysis']:.1f} s (cells {r['cells']:.1f} s + "
               f"contracts {r['contracts']:.1f} s): machinery {100 * r['machinery_share']:.0f}% of process time",
               flush=True)
+        c = r["cpu"]
+        print(f"  machine during the full run: user {100 * c['user']:.0f}%, system {100 * c['system']:.0f}%, "
+              f"idle {100 * c['idle']:.0f}%, steal {100 * c['steal']:.0f}% of CPU time; fresh memory written at "
+              f"{r['touch_before']:,.0f} MB/s before and {r['touch_after']:,.0f} MB/s after", flush=True)
         print(f"  cached rerun: {r['cached_wall']:.1f} s = {100 * r['cached_share']:.1f}% of the full run "
               f"(exit {r['cached_exit']})", flush=True)
     single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6

@@ -187,8 +187,9 @@ def with_handling(cohort: pd.DataFrame, analysis: Analysis, handling: str, refer
     completed = impute_groups(observed, imputation_predictors(cohort, config.auxiliary).to_numpy(float), config)
     fits = []
     for g in completed:
-        df = cohort.assign(ethnic_group=g.to_numpy())
-        fits.append(analysis(df[df["ethnic_group"].isin(keep_groups)]))
+        groups = g.to_numpy()
+        kept = np.isin(groups, keep_groups)  # subset first, then relabel: no full copy of the cohort per imputation
+        fits.append(analysis(cohort[kept].assign(ethnic_group=groups[kept])))
     rows = []
     for quantity in fits[0]["quantity"]:
         est = np.array([f.loc[f["quantity"] == quantity, "log_estimate"].iloc[0] for f in fits])
