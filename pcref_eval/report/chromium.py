@@ -58,7 +58,10 @@ class ChromiumSession:
         message = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
             message["sessionId"] = session
-        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        try:
+            os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        except BrokenPipeError:  # the browser exited and its end of the pipe is closed
+            raise ChromiumError("chromium closed its DevTools pipe (it exited)") from None
         deadline = time.monotonic() + self.timeout
         while True:
             reply = self._receive(deadline)

@@ -73,3 +73,18 @@ def test_a_browser_that_dies_is_replaced_and_the_document_still_printed(document
         print_chromium(documents[2], tmp_path / "c.pdf")  # and the thread gets a new session
         assert len(C._ACTIVE) == 1 and C._ACTIVE[0] is not first
     assert _facts(second_pdf)[1].strip()
+
+
+def test_writing_to_a_browser_that_has_exited_is_a_chromium_error():
+    """Once the dead browser's end of the pipe is closed, the write itself fails (EPIPE). That must be the
+    ChromiumError the printer falls back on, not a BrokenPipeError that fails the report (seen once in CI:
+    which of the two happens depends on how soon the killed browser's processes are gone)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    session = object.__new__(C.ChromiumSession)
+    session._to_browser, session._next_id = write_end, 0
+    try:
+        with pytest.raises(C.ChromiumError, match="closed its DevTools pipe"):
+            session._send("Target.createTarget", {"url": "about:blank"})
+    finally:
+        os.close(write_end)
