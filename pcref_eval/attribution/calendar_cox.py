@@ -334,11 +334,12 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
     (``site_trends``: see :func:`calendar_cox_data`)."""
     starts = event_bin_starts(bins, first_year_months)
     left_out: tuple[str, ...] = ()
+    start = None
     for _ in range(MAX_REFITS):
         cd = calendar_cox_data(ac, design, adjust, bins, first_year_months, leave_out=left_out,
                                site_trends=site_trends)
         try:
-            model, robust, cross = _fit(cd, focus_years(cd.rows, design))
+            model, robust, cross = _fit(cd, focus_years(cd.rows, design), start)
         except ValueError as exc:  # no events left, or Newton met a singular information matrix
             return _not_estimable(cd, f"not estimable: {exc}")
         indicators = [c for c in cd.covariates if c.startswith(("focus:", "pcref["))]
@@ -346,6 +347,7 @@ def calendar_time_cox(ac: pd.DataFrame, design: StaggeredDesign, adjust: bool = 
         if not diverged:
             break
         left_out += tuple(diverged)  # quasi-separation: refit without the rows of the diverged terms
+        start = model.coef.drop(diverged)  # the other terms are near their limit: Newton starts there
     else:
         raise ValueError(f"calendar-time Cox: terms still diverge after {MAX_REFITS} refits: {', '.join(diverged)}")
     rows, label = cd.rows, cd.cell_label
@@ -414,17 +416,20 @@ def _not_estimable(cd: CalendarCoxData, note: str) -> CalendarCoxResult:
                              dropped_quarters=cd.dropped_quarters, note=note)
 
 
-def _fit(cd: CalendarCoxData, drift: np.ndarray | None = None
+def _fit(cd: CalendarCoxData, drift: np.ndarray | None = None, start: pd.Series | None = None
          ) -> tuple[CoxResult, pd.DataFrame, pd.DataFrame | None]:
     """Stratified (by site) Efron Cox fit of the design, which it sorts in place and then drops; with the
     sandwich variance clustered by site (:meth:`~pcref_eval.survival.cox.CoxResult.robust_variance_by_stratum`)
     and the information between the covariates and ``drift`` (one row value each) at each site, left out of the
-    model (:meth:`~pcref_eval.survival.cox.CoxProblem.cross_information_by_stratum`; columns: sites)."""
+    model (:meth:`~pcref_eval.survival.cox.CoxProblem.cross_information_by_stratum`; columns: sites).
+    ``start``: Newton's starting coefficients by name (absent terms start at 0), e.g. the fit before a refit.
+    No global LR or score test is computed (nothing reports them; NaN on the result)."""
     levels, codes = np.unique(cd.rows["site_id"].to_numpy(), return_inverse=True)
     problem = CoxProblem(cd.X, cd.rows["stop"].to_numpy(float), cd.rows["event"].to_numpy(float), codes,
                          cd.rows["start"].to_numpy(float), "efron", overwrite_X=True)
     cd.X = None  # sorted and centred in place by the problem: no longer the design as built
-    model = fit_problem(problem, cd.covariates, strata=list(levels))
+    init = None if start is None else start.reindex(cd.covariates).fillna(0.0).to_numpy()
+    model = fit_problem(problem, cd.covariates, strata=list(levels), init=init, null_tests=False)
     cross = None if drift is None else pd.DataFrame(problem.cross_information_by_stratum(model.derivatives, drift),
                                                     index=cd.covariates, columns=list(levels))
     # the model is kept by callers without its design (~3 GB at national size)

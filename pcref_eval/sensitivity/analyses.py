@@ -71,9 +71,9 @@ def analysis_cohort(cohort: pd.DataFrame, go_live: date | dict[str, date], refer
     return df.assign(ethnic_group=focus_grouping(df, reference))
 
 
-def gap_fit(df: pd.DataFrame, reference: str, init: pd.Series | None = None) -> GapResult:
+def gap_fit(df: pd.DataFrame, reference: str, init: pd.Series | None = None, null_tests: bool = True) -> GapResult:
     """The cause-specific gap model of the main analysis (IMD reference: the cohort's commonest decile)."""
-    return gap_change(df, reference=reference, imd_reference=imd_mode(df), init=init)
+    return gap_change(df, reference=reference, imd_reference=imd_mode(df), init=init, null_tests=null_tests)
 
 
 def focus_estimates(table: pd.DataFrame) -> pd.DataFrame:
@@ -82,8 +82,9 @@ def focus_estimates(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def gap_estimates(df: pd.DataFrame, reference: str, init: pd.Series | None = None) -> pd.DataFrame:
-    """Focus-group rows of the cause-specific gap model: quantity, log_estimate, se (as the main analysis)."""
-    return focus_estimates(gap_fit(df, reference, init).table)
+    """Focus-group rows of the cause-specific gap model: quantity, log_estimate, se (as the main analysis;
+    no global tests, so a fit from ``init`` skips the null model's pass)."""
+    return focus_estimates(gap_fit(df, reference, init, null_tests=False).table)
 
 
 class LeaveOneSiteOut:
@@ -105,6 +106,7 @@ class LeaveOneSiteOut:
         self.sites = list(model.strata or [])
         self.eth_terms = gap_terms(whole.table["group"].unique())
         self.same_rows = model.problem is not None and model.n + model.n_dropped == len(recorded)
+        self._buffer: np.ndarray | None = None  # the refits' designs, one at a time (see _without)
 
     def estimates(self, site: str) -> pd.DataFrame:
         """Focus-group quantity, log_estimate, se of the main analysis without ``site``."""
@@ -113,7 +115,7 @@ class LeaveOneSiteOut:
         if sub is None:
             rest = self.recorded[self.recorded["site_id"] != site]
             return gap_estimates(rest, self.reference, init=model.coef)
-        fit = fit_problem(sub, model.covariates, conf=model.conf, init=model.coef.to_numpy(),
+        fit = fit_problem(sub, model.covariates, conf=model.conf, init=model.coef.to_numpy(), null_tests=False,
                           strata=[s for s in self.sites if s != site])
         return focus_estimates(gap_rows(fit.coef, fit.variance, self.eth_terms, model.conf))
 
@@ -121,7 +123,10 @@ class LeaveOneSiteOut:
         """The whole problem without ``site``'s stratum, or None when the design would differ."""
         if not self.same_rows or site not in self.sites:
             return None
-        sub = self.whole.model.problem.without_strata([self.sites.index(site)])
+        whole = self.whole.model.problem
+        if self._buffer is None:  # one buffer for every refit: 50 national refits would fault in ~12 GB afresh
+            self._buffer = np.empty(whole.n * whole.p)
+        sub = whole.without_strata([self.sites.index(site)], buffer=self._buffer)
         return sub if _design_unchanged(sub, self.whole.model.covariates) else None
 
 
@@ -129,14 +134,19 @@ def _design_unchanged(problem: CoxProblem, covariates: list[str]) -> bool:
     """True when :func:`~pcref_eval.survival.gap.gap_change` would keep every covariate and every row of
     ``problem``: no adjustment column constant, no sex or IMD level without an event
     (:func:`~pcref_eval.estimability.eventless_levels`, as :func:`~pcref_eval.survival.gap.without_eventless_adjustment`)."""
-    from pcref_eval.estimability import eventless_levels
     adjustment = [i for i, name in enumerate(covariates)  # eth and post terms are kept even when constant
                   if not (name.startswith("eth[") or name == "post")]
     if problem.n == 0 or any(np.ptp(problem.X[:, i]) == 0 for i in adjustment):
         return False
-    levels = {covariates[i]: (problem.X[:, i] == problem.X[:, i].max()).astype(float)  # centred 0/1: 1 is the max
-              for i in adjustment if covariates[i].startswith(("sex[", "imd["))}
-    return not eventless_levels(levels, problem.event > 0).any()
+    event = problem.event > 0
+    events = int(np.count_nonzero(event))
+    for i in adjustment:
+        if covariates[i].startswith(("sex[", "imd[")):  # centred 0/1, not constant: 1 is the max, 0 the min
+            at_one = problem.X[:, i] == problem.X[:, i].max()
+            events_at_one = int(np.count_nonzero(at_one & event))
+            if events_at_one == 0 or events_at_one == events:  # a level without an event (as eventless_levels)
+                return False
+    return True
 
 
 def fine_gray_gap_estimates(df: pd.DataFrame, reference: str) -> pd.DataFrame:

@@ -129,6 +129,12 @@ def _reverse_cumsum_within(a: np.ndarray, seg_starts: np.ndarray) -> np.ndarray:
     return out
 
 
+def _true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in a boolean array."""
+    edges = np.flatnonzero(np.diff(np.r_[False, mask, False].astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
 def _dense_rank(x: np.ndarray) -> tuple[np.ndarray, int]:
     """Dense 0-based ranks of x and the number of distinct values."""
     if x.size == 0:
@@ -256,16 +262,23 @@ class CoxProblem:
         if weights is not None:
             self._setup_weights(weights)
 
-    def without_strata(self, strata_codes) -> "CoxProblem":
+    def without_strata(self, strata_codes, buffer: np.ndarray | None = None) -> "CoxProblem":
         """The same problem without the rows of the strata ``strata_codes``, built from the sorted data (no re-sort).
 
         For leave-one-stratum-out fits (e.g. leave one site out): rows keep their sorted order and the
         centring of the whole problem (the partial likelihood does not depend on it); ``order`` is None.
+        Rows are sorted by stratum, so the kept rows are a few contiguous runs, copied as blocks. ``buffer``:
+        a float64 array of at least (kept rows x p) elements to hold the design (reused across refits, so
+        each refit does not fault in fresh memory); the returned problem's design is a view of it.
         """
         keep = ~np.isin(self.codes, np.asarray(strata_codes, dtype=np.int64))
-        Xs = np.empty((int(keep.sum()), self.p), order="F")
-        for i in range(self.p):
-            Xs[:, i] = self.X[keep, i]
+        m = int(keep.sum())
+        Xs = (np.empty((m, self.p), order="F") if buffer is None
+              else buffer.reshape(-1)[: m * self.p].reshape((m, self.p), order="F"))
+        at = 0
+        for a, b in _true_runs(keep):
+            Xs[at : at + b - a] = self.X[a:b]
+            at += b - a
         sub = object.__new__(CoxProblem)
         sub.ties, sub.order = self.ties, None
         sub._set_sorted(Xs, self.means, self.time[keep], self.event[keep], self.codes[keep],
@@ -453,25 +466,41 @@ def _improves(new_loglik: float, old_loglik: float) -> bool:
     return bool(np.isfinite(new_loglik)) and new_loglik >= old_loglik - 1e-10 * abs(old_loglik)
 
 
-def _newton_raphson(problem: CoxProblem, max_iter: int = 50, tol: float = 1e-12, init=None) -> _Fit:
+def _newton_raphson(problem: CoxProblem, max_iter: int = 50, tol: float = 1e-12, init=None,
+                    null_tests: bool = True) -> _Fit:
     """Maximise the partial likelihood by Newton-Raphson with step halving (as R coxph.fit), from ``init``
-    (default zero; the null model's log-likelihood, score and information are always at zero)."""
-    null = problem.evaluate(np.zeros(problem.p))
-    beta = np.zeros(problem.p) if init is None else np.asarray(init, dtype=np.float64).copy()
+    (default zero). The null model (beta = 0) is evaluated for the global tests; with ``null_tests=False``
+    and a start ``init``, that pass over the data is skipped (``null`` is then None).
+
+    Converged when the last step changed the log-likelihood by at most ``tol`` (relative) and the next
+    Newton step is below 1e-7 in every coefficient. That next step is not taken: it would cost a pass over
+    the data and move no estimate by 1e-7 (in Newton's quadratic phase it is usually below 1e-12), and the
+    estimates, log-likelihood and information all stay at the same point."""
+    zero = np.zeros(problem.p)
+    null = problem.evaluate(zero) if init is None or null_tests else None
     if init is None:
-        der = null
+        beta, der = zero, null
     else:
+        beta = np.asarray(init, dtype=np.float64).copy()
         with np.errstate(all="ignore"):  # a start far out may overflow: checked just below
             der = problem.evaluate(beta)
     if not (np.isfinite(der.loglik) and np.all(np.isfinite(der.information))):  # start from zero instead
-        beta, der = np.zeros(problem.p), null
+        null = problem.evaluate(zero) if null is None else null
+        beta, der = zero, null
     converged = False
+    change = np.inf  # change of the log-likelihood made by the last step taken
     it = 0
-    for it in range(1, max_iter + 1):
+    while True:
         try:
             step = np.linalg.solve(der.information, der.score)
         except np.linalg.LinAlgError as exc:
             raise ValueError("information matrix is singular: covariates are collinear or constant") from exc
+        if change <= tol * max(1.0, abs(der.loglik)) and np.max(np.abs(step)) < 1e-7:
+            converged = True  # the last step left the log-likelihood unchanged and the next one is negligible
+            break
+        if it == max_iter:
+            break
+        it += 1
         new = problem.evaluate(beta + step)
         halvings = 0
         while not _improves(new.loglik, der.loglik):
@@ -488,13 +517,12 @@ def _newton_raphson(problem: CoxProblem, max_iter: int = 50, tol: float = 1e-12,
         change = abs(new.loglik - der.loglik)
         beta = beta + step
         der = new
-        if change <= tol * max(1.0, abs(der.loglik)) and np.max(np.abs(step)) < 1e-7:
-            converged = True
-            break
     if not converged:
         warnings.warn(f"Cox fit did not converge in {max_iter} iterations", RuntimeWarning, stacklevel=3)
     if np.any(np.abs(beta) > 25):
         warnings.warn("some coefficients are very large: the partial likelihood may be monotone (infinite estimate)", RuntimeWarning, stacklevel=3)
+    if null is None:
+        return _Fit(beta, der, float("nan"), None, None, it, converged)
     return _Fit(beta, der, null.loglik, null.score, null.information, it, converged)
 
 
@@ -644,6 +672,7 @@ def cox(
     max_iter: int = 50,
     weights_col: str | None = None,
     init=None,
+    null_tests: bool = True,
 ) -> CoxResult:
     """Fit a Cox proportional hazards model by Newton-Raphson on the partial likelihood.
 
@@ -654,7 +683,8 @@ def cox(
     counting-process data; event rows must have weight 1); the variance is then the model-based inverse
     information of the weighted partial likelihood (R ``coxph(..., robust = FALSE)``). Rows with any
     missing value in the used columns are dropped (complete case; the count is in ``n_dropped``). Standard errors from the inverse
-    observed information; Wald CIs for hazard ratios. ``init``: starting coefficients, in ``covariates``' order.
+    observed information; Wald CIs for hazard ratios. ``init``: starting coefficients, in ``covariates``' order;
+    ``null_tests``: see :func:`fit_problem`.
     """
     covariates = list(covariates)
     if not covariates:
@@ -680,33 +710,38 @@ def cox(
         None if weights is None else weights[keep], overwrite_X=True,  # X is this function's own copy
     )
     return fit_problem(problem, covariates, conf=conf, max_iter=max_iter, n_dropped=n_dropped,
-                       strata=None if strata is None else levels, init=init)
+                       strata=None if strata is None else levels, init=init, null_tests=null_tests)
 
 
 def fit_problem(problem: CoxProblem, covariates: list[str], conf: float = 0.95, max_iter: int = 50,
-                n_dropped: int = 0, strata: list | None = None, init=None) -> CoxResult:
+                n_dropped: int = 0, strata: list | None = None, init=None, null_tests: bool = True) -> CoxResult:
     """Fit a Cox model to an already-built :class:`CoxProblem` (for callers that build the design as one
     float64 array, e.g. large counting-process designs, and want no DataFrame copies of it).
 
     ``init``: starting coefficients (R ``coxph(init=)``), e.g. a fit to nearly the same data: fewer Newton
-    steps to the same maximum (same convergence criterion)."""
+    steps to the same maximum (same convergence criterion). ``null_tests=False``: the caller needs no global
+    likelihood-ratio or score test (both NaN, as is the null log-likelihood), so a fit from ``init`` makes no
+    pass over the data at beta = 0 (one Newton step's cost; e.g. leave-one-site-out refits)."""
     if problem.n_events == 0:
         raise ValueError("no events: the Cox model is not estimable")
-    fit = _newton_raphson(problem, max_iter=max_iter, init=init)
+    fit = _newton_raphson(problem, max_iter=max_iter, init=init, null_tests=null_tests)
     der = fit.derivatives
     var = np.linalg.inv(der.information)
     var = (var + var.T) / 2.0
     p = problem.p
-    lr = 2.0 * (der.loglik - fit.loglik_null)
     wald = float(fit.beta @ der.information @ fit.beta)
-    score = float(fit.score_null @ np.linalg.solve(fit.info_null, fit.score_null))
+    if null_tests:
+        lr = 2.0 * (der.loglik - fit.loglik_null)
+        score = float(fit.score_null @ np.linalg.solve(fit.info_null, fit.score_null))
+    else:
+        lr = score = float("nan")
     return CoxResult(
         table=_coef_table(covariates, fit.beta, var, conf),
         variance=pd.DataFrame(var, index=covariates, columns=covariates),
         n=problem.n,
         events=problem.n_events,
         log_likelihood=der.loglik,
-        log_likelihood_null=fit.loglik_null,
+        log_likelihood_null=fit.loglik_null if null_tests else float("nan"),
         lr_test=ChiSquareTest(lr, p, chisq_sf(lr, p)),
         wald_test=ChiSquareTest(wald, p, chisq_sf(wald, p)),
         score_test=ChiSquareTest(score, p, chisq_sf(score, p)),

@@ -188,6 +188,7 @@ def gap_change(
     ties: str = "efron",
     conf: float = 0.95,
     init: pd.Series | None = None,
+    null_tests: bool = True,
 ) -> GapResult:
     """Hazard ratio of first detention (each group vs ``reference``) before and after PCREF go-live.
 
@@ -198,6 +199,8 @@ def gap_change(
     event; other nonzero statuses (death) are censored (cause-specific hazard). Rows with a
     missing status, duration, age or ethnic group are dropped (count in ``n_dropped``). ``init``: starting
     coefficients by term name (e.g. a fit to nearly the same cohort; absent terms start at 0).
+    ``null_tests=False``: the model's global LR and score tests are not needed (NaN; no pass at beta = 0
+    when starting from ``init``: :func:`~pcref_eval.survival.cox.fit_problem`).
     """
     if imd not in ("indicator", "complete_case"):
         raise ValueError("imd must be 'indicator' or 'complete_case'")
@@ -211,7 +214,8 @@ def gap_change(
     data["_site"] = cohort["site_id"].to_numpy()
     data, covariates = without_eventless_adjustment(data, covariates)
     start = None if init is None else pd.Series(init, dtype=float).reindex(covariates).fillna(0.0).to_numpy()
-    model = cox(data, "_time", "_event", covariates, strata="_site", ties=ties, conf=conf, init=start)
+    model = cox(data, "_time", "_event", covariates, strata="_site", ties=ties, conf=conf, init=start,
+                null_tests=null_tests)
     rows = gap_rows(model.coef, model.variance, eth_terms, conf)
     return GapResult(
         table=rows,

@@ -142,3 +142,25 @@ def test_leave_one_site_out_refits_afresh_when_the_design_would_change(demo):
     assert loso._without("site_b") is None and loso._without("site_a") is not None
     for site in ("site_a", "site_b"):
         _assert_same_estimates(loso.estimates(site), gap_estimates(recorded[recorded["site_id"] != site], REF))
+
+
+def test_leave_one_site_out_refits_afresh_when_a_level_would_lose_its_events(demo):
+    """When every detention of people with "other" sex is at site_b, leaving site_b out leaves that level
+    without an event (the main analysis then leaves those people out): site_b's row is the main analysis
+    run afresh; a site whose removal keeps an event in every level takes the fast path. Same numbers either way."""
+    from pcref_eval.cohort import STATUS_DETENTION
+    from pcref_eval.sensitivity.analyses import LeaveOneSiteOut, gap_estimates, gap_fit
+    cohort, go_live, _ = demo
+    recorded = _recorded(cohort, go_live).copy()
+    detained = recorded["status"] == STATUS_DETENTION
+    at_b = recorded["site_id"] == "site_b"
+    other = (at_b & detained).cumsum().le(3) & at_b & detained  # three detained people at site_b
+    other |= ~at_b & ~detained & (np.arange(len(recorded)) % 50 == 0)  # and undetained people elsewhere
+    sex = recorded["sex"].astype("string")
+    recorded["sex"] = sex.where(sex.isin(["1", "2"]), "1").where(~other, "9")  # only these people are "other"
+    whole = gap_fit(recorded, REF)
+    assert "sex[other]" in whole.model.covariates
+    loso = LeaveOneSiteOut(recorded, REF, whole)
+    assert loso._without("site_b") is None and loso._without("site_a") is not None
+    for site in ("site_a", "site_b"):
+        _assert_same_estimates(loso.estimates(site), gap_estimates(recorded[recorded["site_id"] != site], REF))

@@ -191,14 +191,19 @@ def test_without_strata_fits_the_remaining_strata_as_a_fresh_problem(entry, weig
         return CoxProblem(d[cols].to_numpy(), d["t"].to_numpy(float), d["e"].to_numpy(float), d["s"].to_numpy(),
                           d["start"].to_numpy(float) if entry else None, weights=d["w"].to_numpy() if weights else None)
     whole = problem(df)
-    for s in (0, 1, 2):
-        sub = fit_problem(whole.without_strata([s]), cols)
-        fresh = fit_problem(problem(df[df["s"] != s]), cols)
-        assert sub.n == fresh.n == int((df["s"] != s).sum()) and sub.events == fresh.events
+    buffer = np.full(len(df) * len(cols), np.nan)  # one buffer reused by every refit, as leave-one-site-out does
+    for left_out in ([0], [1], [2], [0, 2]):  # [0, 2]: the kept rows are not one block at either end
+        sub = fit_problem(whole.without_strata(left_out), cols)
+        fresh = fit_problem(problem(df[~df["s"].isin(left_out)]), cols)
+        assert sub.n == fresh.n == int((~df["s"].isin(left_out)).sum()) and sub.events == fresh.events
         np.testing.assert_allclose(sub.coef.to_numpy(), fresh.coef.to_numpy(), rtol=0, atol=1e-10)
         np.testing.assert_allclose(sub.table["se"].to_numpy(), fresh.table["se"].to_numpy(), rtol=0, atol=1e-10)
         assert sub.log_likelihood == pytest.approx(fresh.log_likelihood, abs=1e-8)
         assert sub.score_test.statistic == pytest.approx(fresh.score_test.statistic, rel=1e-9)
+        in_buffer = whole.without_strata(left_out, buffer=buffer)
+        assert np.shares_memory(in_buffer.X, buffer)
+        np.testing.assert_array_equal(in_buffer.X, sub.problem.X)
+        np.testing.assert_array_equal(fit_problem(in_buffer, cols).coef.to_numpy(), sub.coef.to_numpy())
 
 
 def test_a_start_near_the_maximum_reaches_the_same_fit_in_fewer_steps():
@@ -211,8 +216,42 @@ def test_a_start_near_the_maximum_reaches_the_same_fit_in_fewer_steps():
     np.testing.assert_allclose(warm.table["se"].to_numpy(), cold.table["se"].to_numpy(), rtol=0, atol=1e-9)
     assert warm.lr_test.statistic == pytest.approx(cold.lr_test.statistic, rel=1e-9)
     assert warm.score_test.statistic == pytest.approx(cold.score_test.statistic, rel=1e-12)
-    assert warm.iterations < cold.iterations
+    assert warm.iterations <= cold.iterations
+    near = cox(df, "t", "e", ["a", "b", "c"], strata="s", init=cold.coef.to_numpy() + 1e-4)
+    assert near.iterations < cold.iterations
+    np.testing.assert_allclose(near.coef.to_numpy(), cold.coef.to_numpy(), rtol=0, atol=1e-9)
     wild = cox(df, "t", "e", ["a", "b", "c"], strata="s", init=[1e4, 0.0, 0.0])
+    np.testing.assert_allclose(wild.coef.to_numpy(), cold.coef.to_numpy(), rtol=0, atol=1e-9)
+
+
+def _counting_evaluations(problem: CoxProblem) -> list:
+    """Record the coefficients at which ``problem`` is evaluated (one pass over its data each)."""
+    calls, evaluate = [], problem.evaluate
+    problem.evaluate = lambda beta, second=True: calls.append(np.array(beta)) or evaluate(beta, second)
+    return calls
+
+
+def test_without_null_tests_a_warm_start_skips_the_null_model():
+    """``null_tests=False``: same estimates, no pass at beta = 0 from a start (LR and score tests NaN); from a
+    start where the likelihood is not finite it still falls back to zero."""
+    df = _tied_data(12)
+    cols = ["a", "b", "c"]
+
+    def problem():
+        return CoxProblem(df[cols].to_numpy(), df["t"].to_numpy(float), df["e"].to_numpy(float), df["s"].to_numpy())
+    cold = fit_problem(problem(), cols)
+    with_null, without = problem(), problem()
+    calls_with, calls_without = _counting_evaluations(with_null), _counting_evaluations(without)
+    start = cold.coef.to_numpy() + 0.02
+    tested = fit_problem(with_null, cols, init=start)
+    untested = fit_problem(without, cols, init=start, null_tests=False)
+    np.testing.assert_array_equal(untested.coef.to_numpy(), tested.coef.to_numpy())
+    np.testing.assert_array_equal(untested.table["se"].to_numpy(), tested.table["se"].to_numpy())
+    assert untested.wald_test.statistic == tested.wald_test.statistic
+    assert np.isnan([untested.lr_test.statistic, untested.score_test.statistic, untested.log_likelihood_null]).all()
+    assert len(calls_without) == len(calls_with) - 1
+    assert not any(np.all(b == 0) for b in calls_without) and np.all(calls_with[0] == 0)
+    wild = fit_problem(problem(), cols, init=[1e4, 0.0, 0.0], null_tests=False)
     np.testing.assert_allclose(wild.coef.to_numpy(), cold.coef.to_numpy(), rtol=0, atol=1e-9)
 
 
