@@ -107,10 +107,13 @@ def _run_pool(jobs, cwd, workers, log, what) -> dict:
 
 def _pool_worker_setup() -> None:
     """Pool worker initializer: die with the run; the kernels this worker starts use one BLAS thread and keep
-    the memory they free."""
+    the memory they free; its notebooks run one after another in one kept kernel
+    (:mod:`pcref_eval.runner.kept_kernel`)."""
+    from pcref_eval.runner.kept_kernel import keep_worker_kernel
     die_with_parent()
     one_blas_thread()
     keep_freed_memory()
+    keep_worker_kernel()
 
 
 def one_blas_thread() -> None:

@@ -6,8 +6,12 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pcref_eval
+
+if TYPE_CHECKING:
+    from pcref_eval.runner.kept_kernel import KeptKernel
 
 #: The committed notebooks (thin: a parameters cell and calls into pcref_eval).
 NOTEBOOK_DIR = Path(pcref_eval.__file__).resolve().parent.parent / "notebooks"
@@ -25,11 +29,12 @@ class NotebookFailed(RuntimeError):
 
 
 def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path, timeout: int = 1800,
-                     kernel_log: Path | None = None) -> None:
+                     kernel_log: Path | None = None, kept: "KeptKernel | None" = None) -> None:
     """Run ``source`` with papermill into ``output`` with ``parameters``; raise NotebookFailed on error.
 
     ``kernel_log``: file that receives the kernel process's own stdout/stderr (library warnings,
     its shutdown messages), which would otherwise go to the run's console. Keep it restricted.
+    ``kept``: run in that kept kernel (:mod:`pcref_eval.runner.kept_kernel`) instead of a new one.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -43,6 +48,9 @@ def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path, ti
     for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
         with tempfile.TemporaryDirectory(prefix="pcref-kernel-") as runtime:
             try:
+                if kept is not None:
+                    kept.execute(source, output, parameters, cwd, timeout, kernel_log)
+                    return
                 pm.execute_notebook(
                     str(source), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
                     progress_bar=False, log_output=False, execution_timeout=timeout,

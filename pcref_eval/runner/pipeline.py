@@ -400,10 +400,11 @@ def _open_registry(config: EvaluationConfig, options: RunOptions, log):
 
 def execute_job(job: tuple[Path, Path, dict], cwd: Path) -> StepResult:
     """Run one notebook job and time it; notebook errors become a failed StepResult (never raised)."""
+    from pcref_eval.runner.kept_kernel import worker_kernel
     source, output, params = job
     t0 = time.perf_counter()
     try:
-        execute_notebook(source, output, params, cwd, kernel_log=kernel_log_path(output))
+        execute_notebook(source, output, params, cwd, kernel_log=kernel_log_path(output), kept=worker_kernel())
     except NotebookFailed as exc:
         return StepResult("failed", time.perf_counter() - t0, exc.summary)
     except Exception as exc:  # kernel death, timeouts: isolate the site
