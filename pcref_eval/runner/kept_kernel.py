@@ -7,10 +7,11 @@ notebooks run in turn (2,000,000-person bench data; one process): 12.9 s a noteb
 each, 9.8 s in one kept kernel (page faults 390,000 -> 124,000).
 
 Between notebooks the kernel is reset to what a new kernel shows a notebook: every name the notebook
-defined is deleted (IPython's ``reset(new_session=True)``), its figures are closed, Python's warning registries are cleared (a
-warning shown once is shown again) and the execution count starts at 1 again. Imported modules stay
-loaded: the workbench keeps no state in them that a notebook's results depend on (tested: a site's
-released files are byte-identical from a kept kernel, in either order, and from a new kernel).
+defined is deleted (IPython's ``reset(new_session=True)``), its figures are closed, Python's warning
+registries are cleared (a warning shown once is shown again) and the execution count starts at 1 again.
+Imported modules stay loaded: the workbench keeps no state in them that a notebook's results depend on
+(tested: a site's released files are byte-identical from a kept kernel, in either order, and from a new
+kernel).
 
 After a notebook that fails (an error in a cell, a timeout, a dead kernel) the kernel is shut down and
 the next notebook gets a new one, so a failure never carries over to another site.

@@ -714,7 +714,8 @@ def cox(
 
 
 def fit_problem(problem: CoxProblem, covariates: list[str], conf: float = 0.95, max_iter: int = 50,
-                n_dropped: int = 0, strata: list | None = None, init=None, null_tests: bool = True) -> CoxResult:
+                n_dropped: int = 0, strata: list | None = None, init=None,
+                null_tests: bool = True) -> CoxResult:
     """Fit a Cox model to an already-built :class:`CoxProblem` (for callers that build the design as one
     float64 array, e.g. large counting-process designs, and want no DataFrame copies of it).
 
