@@ -36,7 +36,6 @@ def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path, ti
     its shutdown messages), which would otherwise go to the run's console. Keep it restricted.
     ``kept``: run in that kept kernel (:mod:`pcref_eval.runner.kept_kernel`) instead of a new one.
     """
-    import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -46,23 +45,30 @@ def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path, ti
     # 60 s timeout collision). The kernel's working folder is given to nbclient directly rather than
     # through papermill's ``cwd`` (a process-wide chdir, unsafe with several threads per worker).
     for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
-        with tempfile.TemporaryDirectory(prefix="pcref-kernel-") as runtime:
-            try:
-                if kept is not None:
-                    kept.execute(source, output, parameters, cwd, timeout, kernel_log)
-                    return
-                pm.execute_notebook(
-                    str(source), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
-                    progress_bar=False, log_output=False, execution_timeout=timeout,
-                    config=_kernel_config(Path(runtime)), resources={"metadata": {"path": str(cwd)}},
-                    kernel_manager_class=_kernel_manager_class(kernel_log),
-                )
-                return
-            except PapermillExecutionError as exc:
-                raise NotebookFailed(source, f"{exc.ename}: {exc.evalue}".strip()) from None
-            except RuntimeError as exc:
-                if KERNEL_START_FAILED not in str(exc) or attempt == KERNEL_START_ATTEMPTS:
-                    raise
+        try:
+            if kept is not None:
+                kept.execute(source, output, parameters, cwd, timeout, kernel_log)
+            else:
+                _execute_in_new_kernel(source, output, parameters, cwd, timeout, kernel_log)
+            return
+        except PapermillExecutionError as exc:
+            raise NotebookFailed(source, f"{exc.ename}: {exc.evalue}".strip()) from None
+        except RuntimeError as exc:
+            if KERNEL_START_FAILED not in str(exc) or attempt == KERNEL_START_ATTEMPTS:
+                raise
+
+
+def _execute_in_new_kernel(source: Path, output: Path, parameters: dict, cwd: Path, timeout: int,
+                           kernel_log: Path | None) -> None:
+    """papermill with a kernel of its own, started in ``cwd`` with a private connection folder."""
+    import papermill as pm
+    with tempfile.TemporaryDirectory(prefix="pcref-kernel-") as runtime:
+        pm.execute_notebook(
+            str(source), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
+            progress_bar=False, log_output=False, execution_timeout=timeout,
+            config=_kernel_config(Path(runtime)), resources={"metadata": {"path": str(cwd)}},
+            kernel_manager_class=_kernel_manager_class(kernel_log),
+        )
 
 
 #: Starting a kernel is tried this many times. jupyter_client picks five free TCP ports and the kernel then

@@ -134,19 +134,14 @@ def _design_unchanged(problem: CoxProblem, covariates: list[str]) -> bool:
     """True when :func:`~pcref_eval.survival.gap.gap_change` would keep every covariate and every row of
     ``problem``: no adjustment column constant, no sex or IMD level without an event
     (:func:`~pcref_eval.estimability.eventless_levels`, as :func:`~pcref_eval.survival.gap.without_eventless_adjustment`)."""
+    from pcref_eval.estimability import eventless_levels
     adjustment = [i for i, name in enumerate(covariates)  # eth and post terms are kept even when constant
                   if not (name.startswith("eth[") or name == "post")]
     if problem.n == 0 or any(np.ptp(problem.X[:, i]) == 0 for i in adjustment):
         return False
-    event = problem.event > 0
-    events = int(np.count_nonzero(event))
-    for i in adjustment:
-        if covariates[i].startswith(("sex[", "imd[")):  # centred 0/1, not constant: 1 is the max, 0 the min
-            at_one = problem.X[:, i] == problem.X[:, i].max()
-            events_at_one = int(np.count_nonzero(at_one & event))
-            if events_at_one == 0 or events_at_one == events:  # a level without an event (as eventless_levels)
-                return False
-    return True
+    levels = {covariates[i]: problem.X[:, i] == problem.X[:, i].max()  # centred 0/1: 1 is the max
+              for i in adjustment if covariates[i].startswith(("sex[", "imd["))}
+    return not eventless_levels(levels, problem.event > 0).any()
 
 
 def fine_gray_gap_estimates(df: pd.DataFrame, reference: str) -> pd.DataFrame:

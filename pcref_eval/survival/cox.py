@@ -454,9 +454,7 @@ class CoxProblem:
 class _Fit:
     beta: np.ndarray
     derivatives: _Derivatives
-    loglik_null: float
-    score_null: np.ndarray
-    info_null: np.ndarray
+    null: _Derivatives | None  # at beta = 0 (None: skipped, ``null_tests=False`` from a start)
     iterations: int
     converged: bool
 
@@ -521,9 +519,7 @@ def _newton_raphson(problem: CoxProblem, max_iter: int = 50, tol: float = 1e-12,
         warnings.warn(f"Cox fit did not converge in {max_iter} iterations", RuntimeWarning, stacklevel=3)
     if np.any(np.abs(beta) > 25):
         warnings.warn("some coefficients are very large: the partial likelihood may be monotone (infinite estimate)", RuntimeWarning, stacklevel=3)
-    if null is None:
-        return _Fit(beta, der, float("nan"), None, None, it, converged)
-    return _Fit(beta, der, null.loglik, null.score, null.information, it, converged)
+    return _Fit(beta, der, null, it, converged)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -731,18 +727,17 @@ def fit_problem(problem: CoxProblem, covariates: list[str], conf: float = 0.95, 
     var = (var + var.T) / 2.0
     p = problem.p
     wald = float(fit.beta @ der.information @ fit.beta)
-    if null_tests:
-        lr = 2.0 * (der.loglik - fit.loglik_null)
-        score = float(fit.score_null @ np.linalg.solve(fit.info_null, fit.score_null))
-    else:
-        lr = score = float("nan")
+    null = fit.null if null_tests else None  # None: the caller asked for no global tests
+    loglik_null = float("nan") if null is None else null.loglik
+    lr = 2.0 * (der.loglik - loglik_null)
+    score = float("nan") if null is None else float(null.score @ np.linalg.solve(null.information, null.score))
     return CoxResult(
         table=_coef_table(covariates, fit.beta, var, conf),
         variance=pd.DataFrame(var, index=covariates, columns=covariates),
         n=problem.n,
         events=problem.n_events,
         log_likelihood=der.loglik,
-        log_likelihood_null=fit.loglik_null if null_tests else float("nan"),
+        log_likelihood_null=loglik_null,
         lr_test=ChiSquareTest(lr, p, chisq_sf(lr, p)),
         wald_test=ChiSquareTest(wald, p, chisq_sf(wald, p)),
         score_test=ChiSquareTest(score, p, chisq_sf(score, p)),
