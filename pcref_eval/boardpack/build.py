@@ -123,6 +123,7 @@ def _series_chart(df: pd.DataFrame, row: D.BoardRow, reference: str, focus: str)
     from pcref_eval.measures.board import MIN_SPC_POINTS
     from pcref_eval.spc import xmr
     from pcref_eval.spc_chart import xmr_chart
+    from pcref_eval.style import apply_style
 
     stat = "vs_reference" if "vs_reference" in df else "value"
     d = df.assign(period=pd.to_datetime(df["period"]))
@@ -131,6 +132,7 @@ def _series_chart(df: pd.DataFrame, row: D.BoardRow, reference: str, focus: str)
         return None
     target = None if stat == "value" else (0.0 if row.comparison == "difference" else 1.0)
     res = xmr(d[stat].astype(float).to_numpy(), d["period"], improvement=row.improvement, target=target)
+    apply_style()  # before the axes exist: xmr_chart applies it too, but too late for axes it is given
     fig, ax = plt.subplots(figsize=(4.6, 2.3))
     ylabel = "Ratio" if row.comparison == "ratio" else ("Difference" if row.comparison == "difference" else "Value")
     xmr_chart(res, title="", ylabel=ylabel, ax=ax, show_icons=False, show_legend=False)

@@ -17,9 +17,10 @@ appendix (provenance).
 from __future__ import annotations
 
 import json
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
 import logging
 import re
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
@@ -43,6 +44,9 @@ REPORT_FORMATS = ("html", "pdf", "docx")
 PDF_ENGINES = ("weasyprint", "chromium", "auto")
 ANALYSED_STATUSES = ("ok", "warning")
 CATALOGUE_FILE = "report-figures-and-tables.md"
+#: Runs with at least this many board packs build them in a second process beside the documents
+#: (:func:`_start_board_packs`); smaller runs build them in this process (a new process costs ~2 s of imports).
+BOARD_PROCESS_SITES = 8
 
 
 class ReportError(RuntimeError):
@@ -886,6 +890,17 @@ def build_report(run_dir: Path, formats: list[str] | tuple[str, ...] = ("html",)
     from pcref_eval.boardpack.data import has_site_board
     analysed = [s for s in ctx.sites if s["analysed"]]
     board_sites = [s["id"] for s in analysed if has_site_board(ctx.release, s["id"])] if board_packs else []
+    board_args = _board_pack_args(ctx, run_dir, analysed, formats, engine, registry_url) if board_packs else {}
+    with ExitStack() as stack:
+        board_job = (_start_board_packs(stack, board_args) if len(board_sites) >= BOARD_PROCESS_SITES else None)
+        outputs, catalogue = _build_documents(ctx, strict, formats, engine, board_sites, board_args, board_job)
+    write_catalogue(ctx.release, catalogue)
+    return outputs.get(MAIN, {})
+
+
+def _build_documents(ctx: ReportContext, strict: bool, formats: list[str], engine: str, board_sites: list[str],
+                     board_args: dict, board_job: Future | None) -> tuple[dict, list[R.CatalogueEntry]]:
+    """The documents (and, unless ``board_job`` builds them elsewhere, the board packs): their outputs and catalogue."""
     docs = assemble_documents(ctx, strict, formats, board_sites)
     log.info("report: %d code input(s) and %d output(s) left out; %d untagged output(s) kept",
              ctx.stats.code_inputs, ctx.stats.dropped_outputs, ctx.stats.untagged_kept)
@@ -903,25 +918,54 @@ def build_report(run_dir: Path, formats: list[str] | tuple[str, ...] = ("html",)
             catalogue += [R.CatalogueEntry(e.kind, e.number, e.caption if stem == MAIN else
                                            f"{e.caption} ({DOCUMENT_TITLES[stem]})", e.name, e.anchor)
                           for e in entries[stem]]
-        if board_packs:
-            _board_packs(ctx, run_dir, analysed, board_sites, formats, engine, registry_url,
-                         board_printer if chromium else background)
+        if board_args:
+            from pcref_eval.boardpack import build_board_packs
+            packs = (board_job.result() if board_job is not None else
+                     build_board_packs(**board_args, printer=board_printer if chromium else background))
+            _check_board_packs(packs, board_sites)
         outputs = {stem: finish_document(m, ctx, stem, formats) for stem, m in made.items()}
-    write_catalogue(ctx.release, catalogue)
-    return outputs.get(MAIN, {})
+    return outputs, catalogue
 
 
-def _board_packs(ctx: ReportContext, run_dir: Path, analysed: list[dict], board_sites: list[str], formats: list[str],
-                 engine: str, registry_url: str | None, printer: Executor) -> None:
-    """Build and print the board packs (the documents link to ``board_sites``' packs: the same sites)."""
-    from pcref_eval.boardpack import build_board_packs
+def _board_pack_args(ctx: ReportContext, run_dir: Path, analysed: list[dict], formats: list[str], engine: str,
+                     registry_url: str | None) -> dict:
+    """The keyword arguments of :func:`pcref_eval.boardpack.build_board_packs` for this report (no printer)."""
     from pcref_eval.boardpack.data import previous_run_folder
     run_id = str(ctx.manifest.get("run_id", run_dir.name))
     previous = previous_run_folder(registry_url, run_id, ctx.config.outputs.dir if ctx.config is not None else None)
-    packs = build_board_packs(ctx.release, analysed, ctx.reference, run_id, synthetic=ctx.synthetic,
-                              policy_text=ctx.policy.describe(), pdf_engine=engine,
-                              formats=("html", "pdf") if "pdf" in formats else ("html",),
-                              previous_run=previous, printer=printer)
+    return {"release": ctx.release, "sites": analysed, "reference": ctx.reference, "run_id": run_id,
+            "synthetic": ctx.synthetic, "policy_text": ctx.policy.describe(), "pdf_engine": engine,
+            "formats": ("html", "pdf") if "pdf" in formats else ("html",), "previous_run": previous}
+
+
+def _start_board_packs(stack: ExitStack, board_args: dict) -> Future:
+    """:func:`board_packs_job` started in a second (spawned) process; ``stack`` waits for it on exit.
+
+    In a 50-site run the documents' assembly and HTML export keep one thread busy for their first ~35 s while the
+    other core idles, and the packs' 200 small charts are ~50 s of one thread. Measured on such a run's report
+    (2 cores, alternating): 113.6 and 114.2 s with the packs in this process, 113.0, 102.9 and 103-105 s with
+    them in a second process; the appendix's PDF is then the last thing to finish. The packs are the same files
+    either way (tests/report/test_boardpack.py).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pcref_eval.runner.executors import die_with_parent
+    pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                   initializer=die_with_parent))
+    return pool.submit(board_packs_job, board_args)
+
+
+def board_packs_job(board_args: dict):
+    """Build and print the board packs (:func:`pcref_eval.boardpack.build_board_packs`) with this process's own
+    Chromium session; returns the :class:`~pcref_eval.boardpack.BoardPackResult`."""
+    from pcref_eval.boardpack import build_board_packs
+    with printing_sessions():
+        return build_board_packs(**board_args)
+
+
+def _check_board_packs(packs, board_sites: list[str]) -> None:
+    """Refuse board packs for other sites than the documents link (``board_sites``); log their page counts."""
     if sorted(packs.sites) != sorted(board_sites):
         raise ReportError(f"board packs were built for {sorted(packs.sites)}, the report links {sorted(board_sites)}")
     for key, n in packs.pages.items():

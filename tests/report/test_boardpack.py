@@ -383,3 +383,44 @@ def test_a_difference_in_the_ratio_column_is_labelled_as_a_difference(board_run)
         name = tr.select_one("td.m").contents[0]
         cell = tr.find_all("td")[3].get_text(" ", strip=True)
         assert ("difference, not a ratio" in cell) is (name in diff_measures and cell != "not shown"), (name, cell)
+
+
+def test_board_packs_built_in_a_second_process_are_the_same_files(board_run, tmp_path, monkeypatch):
+    """Many-site reports build the board packs in a spawned process beside the documents
+    (``BOARD_PROCESS_SITES``): the packs, their PDFs' page counts and the documents are the same as in-process."""
+    from pcref_eval.report import build as B
+    src, _, _ = board_run
+    board_files = {}
+    real_start = B._start_board_packs
+    for label, threshold in (("in process", 10 ** 6), ("second process", 0)):
+        run = tmp_path / label.replace(" ", "-") / src.name
+        shutil.copytree(src, run)
+        shutil.rmtree(run / "release" / "board")
+        monkeypatch.setattr(B, "BOARD_PROCESS_SITES", threshold)
+        spawned = []
+        monkeypatch.setattr(B, "_start_board_packs", lambda *a: spawned.append(1) or real_start(*a))
+        B.build_report(run, formats=["html", "pdf"])
+        assert len(spawned) == (label == "second process")
+        board_files[label] = {p.relative_to(run).as_posix(): (p.read_bytes() if p.suffix == ".html"
+                                                              else pdf_page_count(p))
+                              for p in sorted((run / "release" / "board").iterdir())}
+        # the documents too (but nbformat's random cell ids)
+        board_files[label]["report.html"] = re.sub(r'id="cell-id=[0-9a-f-]+"', "",
+                                                   (run / "release" / "report.html").read_text(encoding="utf-8"))
+    assert sorted(board_files["in process"]) == sorted(board_files["second process"])
+    expected = {f"release/board/{sid}.{ext}" for sid in SITE_IDS for ext in ("html", "pdf")}
+    assert expected <= set(board_files["in process"])
+    for name, content in board_files["in process"].items():
+        assert board_files["second process"][name] == content, name
+
+
+def test_a_failing_board_pack_process_fails_the_report(board_run, tmp_path, monkeypatch):
+    """An error while the second process builds the packs reaches the caller (no half-built report passes)."""
+    from pcref_eval.report import build as B
+    src, _, _ = board_run
+    run = tmp_path / src.name
+    shutil.copytree(src, run)
+    (run / "release" / "tables" / f"{SITE_IDS[0]}_board_summary.csv").write_text("not,a\nboard,summary\n")
+    monkeypatch.setattr(B, "BOARD_PROCESS_SITES", 0)
+    with pytest.raises(Exception, match="measure"):
+        B.build_report(run, formats=["html"])
