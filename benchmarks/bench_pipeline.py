@@ -20,9 +20,11 @@ For each size it generates synthetic data once (kept under ``--data``), then run
 - **cached rerun**: the same run again with nothing changed, as a share of the full run.
 - **the machine's state**: the whole machine's CPU time during the full run split into user, system
   (page faults, mostly) and steal (from ``/proc/stat``), and how fast this process could touch fresh
-  memory just before and just after it (MB/s writing 512 MB newly allocated). On the development VM
-  that rate ranged from 70 to 5,600 MB/s within one evening, and the same code's national run from
-  545 to 700 s: read a wall time beside these numbers.
+  memory just before and just after it (MB/s writing 512 MB newly allocated), and the CPU seconds of a
+  fixed workload that touches no new memory (``CPU_PROBE``). On the development VM that rate ranged
+  from 70 to 5,600 MB/s within one evening, and the same code's national run from 545 to 788 s; the CPU
+  itself was slower at times too (one site's board and charts: 9.2 to 14.6 CPU-s within hours). Read a
+  wall time beside these numbers.
 
 Before the full run the contract suites are checked with great-expectations into the outputs
 folder's record (``pcref-eval check-contracts``, untimed), as ``make setup`` does for the demo.
@@ -129,6 +131,22 @@ def fresh_memory_rate(mb: int = 512) -> float:
     return mb / max(float(out.stdout.strip()), 1e-9)
 
 
+#: A fixed single-thread workload that touches no new memory (a Python loop, then sorting an array that fits
+#: in cache): its CPU seconds measure how fast the machine's CPU is, apart from its memory.
+CPU_PROBE = ("import time, numpy as np\n"
+             "a = np.random.default_rng(0).random(100_000); b = np.empty_like(a)\n"
+             "t = time.process_time(); s = 0\n"
+             "for i in range(8_000_000):\n    s += i * i\n"
+             "for _ in range(400):\n    b[:] = a; b.sort()\n"
+             "print(time.process_time() - t)")
+
+
+def cpu_probe_seconds() -> float:
+    """CPU seconds of :data:`CPU_PROBE` in a new process (lower is faster)."""
+    out = subprocess.run([sys.executable, "-c", CPU_PROBE], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
 def run_monitored(cmd: list[str], env: dict, cwd=None) -> tuple[float, int, int, int]:
     """Run ``cmd``; return (wall seconds, peak tree RSS bytes, exit code, peak tree PSS bytes)."""
     t0 = time.perf_counter()
@@ -216,9 +234,9 @@ def bench_size(people: int, args, env: dict) -> dict:
     base = [sys.executable, "-m", "pcref_eval.cli", "run", "--config", str(cfg), "--executor", args.executor]
     if args.workers:
         base += ["--workers", str(args.workers)]
-    touch_before, ticks = fresh_memory_rate(), cpu_ticks()
+    probe_before, touch_before, ticks = cpu_probe_seconds(), fresh_memory_rate(), cpu_ticks()
     wall, peak, code, peak_pss = run_monitored(base + ["--force"], env, cwd=env.get("PCREF_BENCH_CWD"))
-    cpu, touch_after = cpu_shares(ticks, cpu_ticks()), fresh_memory_rate()
+    cpu, touch_after, probe_after = cpu_shares(ticks, cpu_ticks()), fresh_memory_rate(), cpu_probe_seconds()
     run_dir = max((p for p in (outputs / "runs").iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     t = notebook_times(run_dir, manifest)
@@ -229,7 +247,8 @@ def bench_size(people: int, args, env: dict) -> dict:
             "wall": wall, "peak_tree_gb": peak / 1e9, "peak_tree_pss_gb": peak_pss / 1e9, "machinery": machinery, "analysis": analysis,
             "machinery_share": machinery / max(machinery + analysis, 1e-9), **t,
             "cached_wall": cached_wall, "cached_exit": cached_code, "cached_share": cached_wall / wall,
-            "cpu": cpu, "touch_before": touch_before, "touch_after": touch_after}
+            "cpu": cpu, "touch_before": touch_before, "touch_after": touch_after,
+            "probe_before": probe_before, "probe_after": probe_after}
 
 
 def main(argv=None) -> int:
@@ -269,7 +288,8 @@ def main(argv=None) -> int:
         c = r["cpu"]
         print(f"  machine during the full run: user {100 * c['user']:.0f}%, system {100 * c['system']:.0f}%, "
               f"idle {100 * c['idle']:.0f}%, steal {100 * c['steal']:.0f}% of CPU time; fresh memory written at "
-              f"{r['touch_before']:,.0f} MB/s before and {r['touch_after']:,.0f} MB/s after", flush=True)
+              f"{r['touch_before']:,.0f} MB/s before and {r['touch_after']:,.0f} MB/s after; CPU probe "
+              f"{r['probe_before']:.2f} s before and {r['probe_after']:.2f} s after (lower is faster)", flush=True)
         print(f"  cached rerun: {r['cached_wall']:.1f} s = {100 * r['cached_share']:.1f}% of the full run "
               f"(exit {r['cached_exit']})", flush=True)
     single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
