@@ -80,11 +80,18 @@ KERNEL_START_FAILED = "Kernel died before replying to kernel_info"
 
 
 def _kernel_config(runtime: Path):
-    """traitlets config for the kernel manager: TCP on loopback, connection file in ``runtime``."""
+    """traitlets config for the kernel manager: connection file and Unix-domain sockets in ``runtime``.
+
+    IPC, not TCP on loopback: jupyter_client picks free TCP ports by binding and releasing them, and another
+    process can take one before the kernel binds it. The kernel then dies at start-up and the notebook waits
+    60 s for it ("Kernel didn't respond"): seen once in CI, with two test processes each starting kernels in
+    a pool. Sockets in a private folder (``runtime``, mode 0700) cannot collide and are not reachable by
+    other users.
+    """
     from traitlets.config import Config
     c = Config()
-    c.KernelManager.transport = "tcp"
-    c.KernelManager.ip = "127.0.0.1"
+    c.KernelManager.transport = "ipc"
+    c.KernelManager.ip = str(runtime / "kernel-ipc")
     c.KernelManager.connection_file = str(runtime / "kernel.json")
     if _has_curve():  # encrypt the loopback channels when the kernelspec supports it (silences a warning)
         c.KernelManager.transport_encryption = "auto"

@@ -113,10 +113,13 @@ def test_missing_notebook_fails_only_its_job(tmp_path):
     assert results["x"].status == "failed"
 
 
-def test_kernels_use_tcp_and_a_private_connection_folder(tmp_path):
+def test_kernels_use_unix_sockets_in_a_private_connection_folder(tmp_path):
+    """No TCP ports to race for (jupyter_client releases a free port before the kernel binds it), and no socket
+    files shared with another kernel: both the connection file and the sockets are in the job's own folder."""
     c = _kernel_config(tmp_path)
-    assert c.KernelManager.transport == "tcp"
+    assert c.KernelManager.transport == "ipc"
     assert c.KernelManager.connection_file.startswith(str(tmp_path))
+    assert c.KernelManager.ip.startswith(str(tmp_path))
 
 
 def test_default_workers_is_bounded_by_jobs():
