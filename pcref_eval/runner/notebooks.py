@@ -93,7 +93,7 @@ def _kernel_config(runtime: Path):
     c.KernelManager.transport = "ipc"
     c.KernelManager.ip = str(runtime / "kernel-ipc")
     c.KernelManager.connection_file = str(runtime / "kernel.json")
-    if _has_curve():  # encrypt the loopback channels when the kernelspec supports it (silences a warning)
+    if _has_curve():  # encrypt the channels when the kernelspec supports it (silences a warning)
         c.KernelManager.transport_encryption = "auto"
     return c
 
