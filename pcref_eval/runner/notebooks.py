@@ -40,10 +40,9 @@ def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path, ti
 
     output.parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("papermill").setLevel(logging.WARNING)
-    # Kernels run side by side (process pool, Dask workers): each job gets its own connection folder
-    # and TCP transport, so two kernels never share IPC socket files (the "Invalid Signature" then
-    # 60 s timeout collision). The kernel's working folder is given to nbclient directly rather than
-    # through papermill's ``cwd`` (a process-wide chdir, unsafe with several threads per worker).
+    # Kernels run side by side (process pool, Dask workers): each job gets its own connection folder with
+    # its own sockets (:func:`_kernel_config`). The kernel's working folder is given to nbclient directly
+    # rather than through papermill's ``cwd`` (a process-wide chdir, unsafe with several threads per worker).
     for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
         try:
             if kept is not None:
@@ -71,10 +70,9 @@ def _execute_in_new_kernel(source: Path, output: Path, parameters: dict, cwd: Pa
         )
 
 
-#: Starting a kernel is tried this many times. jupyter_client picks five free TCP ports and the kernel then
-#: binds them; a kernel started beside it can take one in between ("Address already in use" in the kernel
-#: log; seen once in CI, with pytest-xdist and a process pool starting kernels together). No cell has run
-#: then, so starting again is safe.
+#: Starting a kernel is tried this many times when it dies before replying (no cell has run then, so starting
+#: again is safe). Added for the TCP port race of :func:`_kernel_config`'s docstring, which only new kernels'
+#: starts were retried for; with Unix-domain sockets it is a guard against any other death at start-up.
 KERNEL_START_ATTEMPTS = 3
 KERNEL_START_FAILED = "Kernel died before replying to kernel_info"
 
@@ -84,8 +82,8 @@ def _kernel_config(runtime: Path):
 
     IPC, not TCP on loopback: jupyter_client picks free TCP ports by binding and releasing them, and another
     process can take one before the kernel binds it. The kernel then dies at start-up and the notebook waits
-    60 s for it ("Kernel didn't respond"): seen once in CI, with two test processes each starting kernels in
-    a pool. Sockets in a private folder (``runtime``, mode 0700) cannot collide and are not reachable by
+    60 s for it: seen in CI twice, with two test processes each starting kernels in a pool (a new kernel was
+    then started again, :data:`KERNEL_START_ATTEMPTS`; a kept kernel's start was not). Sockets in a private folder (``runtime``, mode 0700) cannot collide and are not reachable by
     other users.
     """
     from traitlets.config import Config
