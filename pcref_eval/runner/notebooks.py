@@ -83,8 +83,8 @@ def _kernel_config(runtime: Path):
     IPC, not TCP on loopback: jupyter_client picks free TCP ports by binding and releasing them, and another
     process can take one before the kernel binds it. The kernel then dies at start-up and the notebook waits
     60 s for it: seen in CI twice, with two test processes each starting kernels in a pool (a new kernel was
-    then started again, :data:`KERNEL_START_ATTEMPTS`; a kept kernel's start was not). Sockets in a private folder (``runtime``, mode 0700) cannot collide and are not reachable by
-    other users.
+    then started again, :data:`KERNEL_START_ATTEMPTS`; a kept kernel's start was not). Sockets in a private
+    folder (``runtime``, mode 0700) cannot collide and are not reachable by other users.
     """
     from traitlets.config import Config
     c = Config()
